@@ -1,0 +1,208 @@
+"""The study's parameters as one validated object, and the named profiles.
+
+Every value a notebook or the runner uses comes from :func:`resolve`, so a typo or an out-of-range
+value fails before any work starts, with a one-line message that lists what is valid.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+
+from .data import DATASETS
+from .models import ARCHS
+
+MODES = ("uncalibrated", "compose", "replace")
+SCHEDULES = ("cosine", "step")
+DEVICES = ("cpu", "cuda", "auto")
+AMP = ("auto", "off", "bf16")
+
+
+class ConfigError(ValueError):
+    """A user error in a profile, key or value; the CLI prints it as one line."""
+
+
+@dataclass
+class StudyConfig:
+    # data
+    dataset: str = "fmnist"
+    data_root: str = ""  # "" = $KDCAL_DATA or ./data
+    download: bool = True
+    train_size: int = 0  # 0 = every training image not in validation
+    val_size: int = 5000
+    test_size: int = 0  # 0 = the whole test set
+    split_seed: int = 0
+    synthetic_size: int = 16
+    synthetic_train: int = 1200
+    synthetic_test: int = 400
+    # models
+    teachers: list = field(default_factory=lambda: ["resnet8", "resnet14", "resnet20", "resnet44"])
+    student: str = "resnet8"
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    # optimisation (teachers)
+    teacher_epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list = field(default_factory=list)  # epochs where step schedule multiplies by gamma
+    gamma: float = 0.1
+    augment: bool = False
+    # distillation (students)
+    student_epochs: int = 30
+    student_lr: float = 0.1
+    student_milestones: list = field(default_factory=list)
+    tau: float = 4.0
+    alpha: float = 0.9  # KD weight; CE weight is 1 - alpha
+    modes: list = field(default_factory=lambda: list(MODES))
+    # metrics
+    ece_bins: int = 15
+    # engine
+    device: str = "cpu"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    threads: int = 0  # 0 = torch's default
+    eval_batch_size: int = 1000
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_CIFAR_RECIPE = dict(
+    teacher_epochs=240, student_epochs=240, lr=0.05, student_lr=0.05, batch_size=64,
+    schedule="step", milestones=[150, 180, 210], student_milestones=[150, 180, 210],
+    weight_decay=5e-4, momentum=0.9, tau=4.0, alpha=0.9, augment=True, device="cuda",
+    val_size=5000, seeds=[0, 1, 2, 3, 4],
+    teachers=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4"],
+    student="resnet8",
+)
+
+PROFILES: dict[str, dict] = {
+    # Synthetic data, seconds: the test suite's end-to-end run.
+    "smoke": dict(dataset="synthetic", synthetic_train=600, synthetic_test=300, val_size=200,
+                  teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
+                  teacher_epochs=2, student_epochs=2, batch_size=64, eval_batch_size=500),
+    # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
+    "quick": dict(dataset="fmnist", train_size=4000, val_size=2000, test_size=0,
+                  teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
+                  seeds=[0, 1, 2], teacher_epochs=10, student_epochs=8, batch_size=128, lr=0.1,
+                  student_lr=0.1),
+    "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
+                         teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
+                                   "resnet56", "resnet110"],
+                         student="resnet8", seeds=[0, 1, 2, 3, 4], teacher_epochs=60,
+                         student_epochs=60, batch_size=128, augment=True),
+    "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
+    "paper-cifar100": dict(_CIFAR_RECIPE, dataset="cifar100"),
+}
+
+
+def _coerce(name: str, value, default):
+    """Parse ``--set`` strings into the type of the field's default."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            if isinstance(default, list):  # allow teachers=resnet8,resnet20
+                value = [v for v in value.split(",") if v]
+                if all(v.lstrip("-").isdigit() for v in value):
+                    value = [int(v) for v in value]
+            else:
+                raise ConfigError(f"{name}={value!r} is not a valid {type(default).__name__}") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(default, list) and isinstance(value, (tuple, int, str)):
+        value = list(value) if isinstance(value, tuple) else [value]
+    if type(value) is not type(default):
+        raise ConfigError(f"{name} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def parse_sets(items) -> dict:
+    """``["key=value", ...]`` from the command line into a dict of strings."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve(profile: str = "quick", overrides: dict | None = None) -> StudyConfig:
+    """Profile plus overrides, type-checked and validated."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    defaults = StudyConfig()
+    valid = {f.name for f in fields(StudyConfig)}
+    values = dict(PROFILES[profile])
+    for key, value in (overrides or {}).items():
+        if key not in valid:
+            raise ConfigError(f"unknown key {key!r}; valid: {', '.join(sorted(valid))}")
+        values[key] = _coerce(key, value, getattr(defaults, key))
+    cfg = StudyConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        raise ConfigError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
+
+
+def _range(name, value, lo, hi=None, lo_open=False):
+    bad = value <= lo if lo_open else value < lo
+    if bad or (hi is not None and value > hi):
+        top = f"{hi}]" if hi is not None else "inf)"
+        span = f"({lo}, {top}" if lo_open else f"[{lo}, {top}"
+        raise ConfigError(f"{name}={value!r} is out of range; valid: {span}")
+
+
+def validate(cfg: StudyConfig) -> None:
+    _choice("dataset", cfg.dataset, DATASETS)
+    _choice("schedule", cfg.schedule, SCHEDULES)
+    _choice("device", cfg.device, DEVICES)
+    _choice("amp", cfg.amp, AMP)
+    for arch in [*cfg.teachers, cfg.student]:
+        _choice("architecture", arch, list(ARCHS))
+    if not cfg.teachers:
+        raise ConfigError("teachers is empty; give at least one architecture")
+    if len(set(cfg.teachers)) != len(cfg.teachers):
+        raise ConfigError(f"teachers has duplicates: {cfg.teachers}")
+    if not cfg.seeds or not all(isinstance(s, int) and s >= 0 for s in cfg.seeds):
+        raise ConfigError(f"seeds must be a non-empty list of non-negative integers, got {cfg.seeds}")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds has duplicates: {cfg.seeds}")
+    for mode in cfg.modes:
+        _choice("mode", mode, MODES)
+    for name in ("teacher_epochs", "student_epochs", "batch_size", "ece_bins", "eval_batch_size",
+                 "val_size", "synthetic_size", "synthetic_train", "synthetic_test"):
+        _range(name, getattr(cfg, name), 1)
+    for name in ("train_size", "test_size", "split_seed", "threads"):
+        _range(name, getattr(cfg, name), 0)
+    for name in ("lr", "student_lr", "tau"):
+        _range(name, getattr(cfg, name), 0, lo_open=True)
+    _range("alpha", cfg.alpha, 0, 1)
+    _range("momentum", cfg.momentum, 0, 1)
+    _range("weight_decay", cfg.weight_decay, 0)
+    _range("gamma", cfg.gamma, 0, 1, lo_open=True)
+    for name, epochs in (("milestones", cfg.teacher_epochs), ("student_milestones", cfg.student_epochs)):
+        ms = getattr(cfg, name)
+        if not all(isinstance(m, int) and 0 < m < epochs for m in ms) or ms != sorted(ms):
+            raise ConfigError(f"{name} must be increasing epochs in 1..{epochs - 1}, got {ms}")
+    if cfg.dataset == "synthetic" and cfg.val_size >= cfg.synthetic_train:
+        raise ConfigError(f"val_size={cfg.val_size} must be below synthetic_train={cfg.synthetic_train}")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device='cuda' but no CUDA GPU is visible; valid here: cpu, auto")

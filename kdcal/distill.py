@@ -1,0 +1,46 @@
+"""Hinton knowledge distillation with an optionally calibrated teacher.
+
+Temperature-scaling the teacher by T and then distilling at tau is the same as dividing the
+teacher's logits by T*tau while the student's stay at tau (the ``compose`` mode). The paper's
+``replace`` mode uses the fitted T itself as the distillation temperature for both.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+KD_MODES = ("uncalibrated", "compose", "replace")
+
+
+def kd_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
+            teacher_temperature: float = 1.0) -> torch.Tensor:
+    """alpha * tau^2 * KL(teacher || student) + (1 - alpha) * CE(student, labels)."""
+    s = torch.as_tensor(student_logits)
+    t = torch.as_tensor(teacher_logits, dtype=s.dtype, device=s.device)
+    y = torch.as_tensor(labels, device=s.device)
+    log_ps = F.log_softmax(s / tau, dim=1)
+    log_pt = F.log_softmax(t / (teacher_temperature * tau), dim=1)
+    kl = F.kl_div(log_ps, log_pt, log_target=True, reduction="batchmean")
+    loss = alpha * tau**2 * kl
+    if alpha < 1:
+        loss = loss + (1 - alpha) * F.cross_entropy(s, y)
+    return loss
+
+
+def mode_temperatures(mode: str, tau: float, fitted_t: float) -> tuple[float, float]:
+    """(distillation tau, teacher temperature) that a mode uses with a teacher fitted at T."""
+    if mode == "uncalibrated":
+        return tau, 1.0
+    if mode == "compose":
+        return tau, fitted_t
+    if mode == "replace":
+        return fitted_t, 1.0
+    raise ValueError(f"unknown distillation mode {mode!r}; valid: {', '.join(KD_MODES)}")
+
+
+def make_loss(mode: str, tau: float, alpha: float, fitted_t: float = 1.0):
+    """A ``loss(student_logits, labels, teacher_logits)`` for a mode, or plain CE for ``baseline``."""
+    if mode == "baseline":
+        return lambda s, y, t=None: F.cross_entropy(s, y)
+    kd_tau, teacher_t = mode_temperatures(mode, tau, fitted_t)
+    return lambda s, y, t: kd_loss(s, t, y, kd_tau, alpha, teacher_t)

@@ -1,0 +1,130 @@
+"""CIFAR-style ResNets (He et al. 2016, section 4.2) in a small registry.
+
+Depth ladder: resnet8 ... resnet110 (6n+2 layers, widths 16/32/64).
+Width ladder: resnetDxK multiplies every width by K (resnet8x4, resnet20x2, ...).
+The stem adapts to the input's channels; global pooling makes any image size work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+WIDTHS = (1, 2, 3, 4)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            # Projection shortcut (option B): cheap and standard in KD benchmarks.
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int, width: int = 1, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        blocks = (depth - 2) // 6
+        widths = [16 * width, 32 * width, 64 * width]
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, in_planes = [], widths[0]
+        for stage, planes in enumerate(widths):
+            for b in range(blocks):
+                stride = 2 if (stage > 0 and b == 0) else 1
+                layers.append(BasicBlock(in_planes, planes, stride))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(in_planes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layers(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    depth: int
+    width: int
+
+
+def _registry() -> dict[str, ArchSpec]:
+    reg = {}
+    for d in DEPTHS:
+        for w in WIDTHS:
+            name = f"resnet{d}" if w == 1 else f"resnet{d}x{w}"
+            reg[name] = ArchSpec(name, d, w)
+    return reg
+
+
+ARCHS: dict[str, ArchSpec] = _registry()
+
+
+def arch_names() -> list[str]:
+    return list(ARCHS)
+
+
+def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
+    """Build a registered architecture; unknown names list the valid ones."""
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHS)}")
+    spec = ARCHS[name]
+    return CifarResNet(spec.depth, spec.width, in_channels, num_classes)
+
+
+def count_params(model_or_name, in_channels: int = 3, num_classes: int = 10) -> int:
+    model = model_or_name
+    if isinstance(model_or_name, str):
+        model = build_model(model_or_name, in_channels, num_classes)
+    return sum(p.numel() for p in model.parameters())
+
+
+def param_table(in_channels: int = 3, num_classes: int = 10) -> dict[str, int]:
+    """Parameter counts of every registered architecture (for docs and ladders)."""
+    return {n: count_params(n, in_channels, num_classes) for n in ARCHS}
+
+
+def forward_macs(name: str, in_channels: int, num_classes: int, image_size: int) -> int:
+    """Multiply-accumulates of one forward pass, counted from conv/linear shapes (for FLOP/s)."""
+    model = build_model(name, in_channels, num_classes)
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            macs += out.numel() * k
+        elif isinstance(mod, nn.Linear):
+            macs += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, in_channels, image_size, image_size))
+    for h in handles:
+        h.remove()
+    return macs
+
+

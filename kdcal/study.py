@@ -1,0 +1,339 @@
+"""The four stages of the study, each reading the previous stage's runs from the study folder.
+
+Notebooks call these functions; they hold no state between each other. Every model is a run in
+``runs/`` whose id derives from its full config: done runs are skipped, interrupted ones resume.
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import pandas as pd
+import torch
+
+from . import metrics
+from .calibration import fit_temperature
+from .config import StudyConfig
+from .data import Splits, load_dataset, make_splits
+from .distill import make_loss, mode_temperatures
+from .models import build_model, count_params
+from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
+                    atomic_torch_save, write_csv, write_json)
+from .train import Engine, Member, Recipe, make_engine, predict, train_group
+
+
+# ---------------------------------------------------------------- shared set-up
+def data_config(cfg: StudyConfig) -> dict:
+    keys = ["dataset", "train_size", "val_size", "test_size", "split_seed"]
+    if cfg.dataset == "synthetic":
+        keys += ["synthetic_size", "synthetic_train", "synthetic_test"]
+    return {k: getattr(cfg, k) for k in keys}
+
+
+@lru_cache(maxsize=2)
+def _splits(data_json: str, root: str, download: bool, device: str) -> Splits:
+    import json
+
+    d = json.loads(data_json)
+    ds = load_dataset(d["dataset"], root or None, download, n_train=d.get("synthetic_train", 0),
+                      n_test=d.get("synthetic_test", 0), size=d.get("synthetic_size", 16),
+                      seed=d["split_seed"]) if d["dataset"] == "synthetic" else \
+        load_dataset(d["dataset"], root or None, download)
+    return make_splits(ds, d["val_size"], d["split_seed"], d["train_size"], d["test_size"], device)
+
+
+def load_splits(cfg: StudyConfig, engine: Engine | None = None) -> Splits:
+    import json
+
+    engine = engine or engine_for(cfg)
+    return _splits(json.dumps(data_config(cfg), sort_keys=True), cfg.data_root, cfg.download,
+                   str(engine.device))
+
+
+def engine_for(cfg: StudyConfig) -> Engine:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile)
+
+
+def _amp_name(engine: Engine) -> str:
+    return "bf16" if engine.amp_dtype is torch.bfloat16 else "fp32"
+
+
+def teacher_recipe(cfg: StudyConfig) -> Recipe:
+    return Recipe(cfg.teacher_epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay,
+                  cfg.schedule, list(cfg.milestones), cfg.gamma, cfg.augment)
+
+
+def student_recipe(cfg: StudyConfig) -> Recipe:
+    return Recipe(cfg.student_epochs, cfg.batch_size, cfg.student_lr, cfg.momentum,
+                  cfg.weight_decay, cfg.schedule, list(cfg.student_milestones), cfg.gamma,
+                  cfg.augment)
+
+
+def teacher_run_config(cfg: StudyConfig, arch: str, seed: int, engine: Engine) -> dict:
+    return {"role": "teacher", "arch": arch, "seed": seed, "data": data_config(cfg),
+            "recipe": vars(teacher_recipe(cfg)), "amp": _amp_name(engine)}
+
+
+def teacher_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[str, str, int]]:
+    """(run id, arch, seed) of every teacher the config asks for."""
+    engine = engine or engine_for(cfg)
+    return [(run_id("teacher", f"{a}-s{s}", teacher_run_config(cfg, a, s, engine)), a, s)
+            for s in cfg.seeds for a in cfg.teachers]
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- 01 teachers
+def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
+    """Train every (teacher, seed) not already done; save checkpoint, logits and metrics."""
+    study, engine = Study(study_dir), engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    with study.lock():
+        for rid, arch, seed in teacher_runs(cfg, engine):
+            if study.is_done(rid):
+                log(f"[{rid}] done, skipped")
+                continue
+            run = study.begin_run(rid, teacher_run_config(cfg, arch, seed, engine))
+            _seed_all(seed)
+            model = build_model(arch, splits.in_channels, splits.num_classes)
+            t0 = time.perf_counter()
+            out = train_group({arch: Member(model, make_loss("baseline", cfg.tau, cfg.alpha))},
+                              splits, teacher_recipe(cfg), seed, engine, run / "train.pt",
+                              desc=f"teacher {arch} seed {seed}", log=log)
+            if out["failed"]:
+                write_json({"error": out["failed"][arch]}, run / "failed.json")
+                log(f"[{rid}] FAILED: {out['failed'][arch]}; the other runs continue")
+                continue
+            _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
+                          {"role": "teacher", "arch": arch, "seed": seed,
+                           "params": count_params(model), "train_seconds": time.perf_counter() - t0,
+                           "history": out["history"][arch]}, keep_train_logits=True)
+    return teacher_table(cfg, study_dir)
+
+
+def _finish_model(study: Study, rid: str, model, splits: Splits, engine: Engine,
+                  cfg: StudyConfig, info: dict, keep_train_logits: bool = False,
+                  teacher_logits: dict | None = None) -> dict:
+    run = study.run_dir(rid)
+    logits = {"val": predict(model, splits.val_x, splits, engine, cfg.eval_batch_size),
+              "test": predict(model, splits.test_x, splits, engine, cfg.eval_batch_size)}
+    if keep_train_logits:
+        logits["train"] = predict(model, splits.train_x, splits, engine, cfg.eval_batch_size)
+    model_cpu = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"model": model_cpu, "arch": info["arch"]}, run / "model.pt")
+    save_arrays({**{f"{k}_logits": v for k, v in logits.items()},
+                 "val_labels": splits.val_y.cpu(), "test_labels": splits.test_y.cpu()},
+                run / "logits.npz")
+    test_y = splits.test_y.cpu()
+    row = {**info, "run_id": rid, **metrics.summarize(logits["test"], test_y, cfg.ece_bins),
+           "val_acc": metrics.accuracy(logits["val"], splits.val_y.cpu())}
+    if teacher_logits is not None:
+        row["agreement"] = metrics.agreement(logits["test"], teacher_logits["test"])
+        row["kl_teacher"] = metrics.kl_teacher_student(logits["test"], teacher_logits["test"])
+    write_json(row, run / "metrics.json")  # written last: marks the run done
+    (run / "train.pt").unlink(missing_ok=True)
+    return row
+
+
+def teacher_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    study, rows = Study(study_dir), []
+    for rid, _, _ in teacher_runs(cfg):
+        if study.is_done(rid):
+            m = read_json(study.run_dir(rid) / "metrics.json")
+            rows.append({k: v for k, v in m.items() if k != "history"})
+    return pd.DataFrame(rows)
+
+
+def training_curves(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    """Per-epoch loss and training accuracy of every finished teacher (long format)."""
+    study, rows = Study(study_dir), []
+    for rid, arch, seed in teacher_runs(cfg):
+        if study.is_done(rid):
+            for h in read_json(study.run_dir(rid) / "metrics.json")["history"]:
+                rows.append({"arch": arch, "seed": seed, **h})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- 02 calibration
+def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
+    """Fit temperature scaling on each teacher's validation logits; score test before and after."""
+    study = Study(study_dir)
+    with study.lock():
+        for rid, arch, seed in teacher_runs(cfg):
+            run = study.run_dir(rid)
+            if not study.is_done(rid):
+                raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) has not been trained; "
+                                   "run notebook 01 first")
+            if (run / "calibration.json").exists():
+                continue
+            z = load_arrays(run / "logits.npz")
+            t = fit_temperature(z["val_logits"], z["val_labels"])
+            before = metrics.summarize(z["test_logits"], z["test_labels"], cfg.ece_bins)
+            after = metrics.summarize(z["test_logits"] / t, z["test_labels"], cfg.ece_bins)
+            write_json({"method": "temperature", "temperature": t,
+                        "val_nll_before": metrics.nll(z["val_logits"], z["val_labels"]),
+                        "val_nll_after": metrics.nll(z["val_logits"] / t, z["val_labels"]),
+                        "test_before": before, "test_after": after}, run / "calibration.json")
+            log(f"[{rid}] T={t:.3f} test ECE {before['ece']:.4f} -> {after['ece']:.4f}")
+    return calibration_table(cfg, study_dir)
+
+
+def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    study, rows = Study(study_dir), []
+    for rid, arch, seed in teacher_runs(cfg):
+        path = study.run_dir(rid) / "calibration.json"
+        if path.exists():
+            c = read_json(path)
+            rows.append({"run_id": rid, "arch": arch, "seed": seed, "temperature": c["temperature"],
+                         **{f"{k}_before": v for k, v in c["test_before"].items()},
+                         **{f"{k}_after": v for k, v in c["test_after"].items()}})
+    return pd.DataFrame(rows)
+
+
+def teacher_probs(cfg: StudyConfig, study_dir, rid: str, calibrated: bool):
+    """Test-set probabilities and labels of one teacher, raw or temperature-scaled."""
+    run = Study(study_dir).run_dir(rid)
+    z = load_arrays(run / "logits.npz")
+    t = read_json(run / "calibration.json")["temperature"] if calibrated else 1.0
+    return metrics.softmax(z["test_logits"] / t), z["test_labels"]
+
+
+# ---------------------------------------------------------------- 03 students
+def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str | None,
+                       temperature: float | None, engine: Engine) -> dict:
+    kd_tau, teacher_t = (None, None)
+    if mode != "baseline":
+        kd_tau, teacher_t = mode_temperatures(mode, cfg.tau, temperature)
+    return {"role": "student", "arch": cfg.student, "seed": seed, "mode": mode,
+            "teacher_run": teacher_rid, "kd_tau": kd_tau, "teacher_temperature": teacher_t,
+            "alpha": cfg.alpha if mode != "baseline" else None, "data": data_config(cfg),
+            "recipe": vars(student_recipe(cfg)), "amp": _amp_name(engine)}
+
+
+def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> list[dict]:
+    """Every student the config asks for: its run id, group and loss parameters."""
+    engine, study = engine or engine_for(cfg), Study(study_dir)
+    plan = []
+    for seed in cfg.seeds:
+        rc = student_run_config(cfg, seed, "baseline", None, None, engine)
+        plan.append({"rid": run_id("student", f"{cfg.student}-baseline-s{seed}", rc), "seed": seed,
+                     "mode": "baseline", "teacher_rid": None, "teacher_arch": "", "T": None,
+                     "group": f"baseline-s{seed}", "config": rc})
+    for rid, arch, seed in teacher_runs(cfg, engine):
+        cal = study.run_dir(rid) / "calibration.json"
+        if not cal.exists():
+            raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) is not calibrated; "
+                               "run notebook 02 first")
+        t = read_json(cal)["temperature"]
+        for mode in cfg.modes:
+            rc = student_run_config(cfg, seed, mode, rid, round(t, 6), engine)
+            plan.append({"rid": run_id("student", f"{cfg.student}-{mode}-{arch}-s{seed}", rc),
+                         "seed": seed, "mode": mode, "teacher_rid": rid, "teacher_arch": arch,
+                         "T": round(t, 6), "group": rid, "config": rc})
+    return plan
+
+
+def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
+    """Train every planned student; those of one teacher and seed share batches and one loop."""
+    study, engine = Study(study_dir), engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    plan = student_plan(cfg, study_dir, engine)
+    groups: dict[str, list[dict]] = {}
+    for p in plan:
+        if study.is_done(p["rid"]):
+            log(f"[{p['rid']}] done, skipped")
+        else:
+            groups.setdefault(p["group"], []).append(p)
+    with study.lock():
+        for group, todo in groups.items():
+            seed = todo[0]["seed"]
+            teacher_rid = todo[0]["teacher_rid"]
+            teacher_logits, teacher_model = None, None
+            if teacher_rid:
+                z = load_arrays(study.run_dir(teacher_rid) / "logits.npz")
+                teacher_logits = {"train": torch.from_numpy(z["train_logits"]),
+                                  "test": z["test_logits"]}
+                if cfg.augment:
+                    state = safe_torch_load(study.run_dir(teacher_rid) / "model.pt")
+                    teacher_model = build_model(state["arch"], splits.in_channels, splits.num_classes)
+                    teacher_model.load_state_dict(state["model"])
+            members = {}
+            for p in todo:
+                _seed_all(seed)  # every mode starts from the same weights: a paired comparison
+                model = build_model(cfg.student, splits.in_channels, splits.num_classes)
+                members[p["mode"]] = Member(model, make_loss(p["mode"], cfg.tau, cfg.alpha, p["T"] or 1.0),
+                                            needs_teacher=p["mode"] != "baseline")
+                study.begin_run(p["rid"], p["config"])
+            ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
+            label = todo[0]["teacher_arch"] or "no teacher"
+            t0 = time.perf_counter()
+            out = train_group(members, splits, student_recipe(cfg), seed, engine, ckpt,
+                              desc=f"students of {label} seed {seed}", teacher=teacher_model,
+                              teacher_logits=teacher_logits["train"] if teacher_logits else None,
+                              log=log)
+            seconds = time.perf_counter() - t0
+            for p in todo:
+                if p["mode"] in out["failed"]:
+                    write_json({"error": out["failed"][p["mode"]]}, study.run_dir(p["rid"]) / "failed.json")
+                    continue
+                _finish_model(study, p["rid"], out["models"][p["mode"]], splits, engine, cfg,
+                              {"role": "student", "arch": cfg.student, "seed": seed,
+                               "mode": p["mode"], "teacher_run": p["teacher_rid"],
+                               "teacher": p["teacher_arch"], "temperature": p["T"],
+                               "kd_tau": p["config"]["kd_tau"],
+                               "params": count_params(members[p["mode"]].model),
+                               "train_seconds": seconds / len(todo),
+                               "history": out["history"][p["mode"]]},
+                              teacher_logits=teacher_logits)
+            ckpt.unlink(missing_ok=True)
+    return student_table(cfg, study_dir)
+
+
+def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    study, rows = Study(study_dir), []
+    for p in student_plan(cfg, study_dir):
+        if study.is_done(p["rid"]):
+            m = read_json(study.run_dir(p["rid"]) / "metrics.json")
+            rows.append({k: v for k, v in m.items() if k != "history"})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- 04 results
+RESULT_COLUMNS = ["role", "arch", "params", "seed", "mode", "teacher", "teacher_params",
+                  "acc", "ece", "nll", "brier", "temperature", "acc_cal", "ece_cal", "nll_cal",
+                  "brier_cal", "kd_tau", "teacher_acc", "teacher_ece", "teacher_ece_cal",
+                  "agreement", "kl_teacher", "val_acc", "train_seconds", "run_id"]
+
+
+def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    """One row per trained model, teachers with metrics before and after calibration."""
+    teachers = teacher_table(cfg, study_dir)
+    cal = calibration_table(cfg, study_dir)
+    if len(teachers) and len(cal):
+        after = cal[["run_id", "temperature"] + [c for c in cal if c.endswith("_after")]]
+        after = after.rename(columns=lambda c: c.replace("_after", "_cal"))
+        teachers = teachers.merge(after, on="run_id", how="left")
+    teachers["mode"], teachers["teacher"] = "teacher", ""
+    students = student_table(cfg, study_dir)
+    if len(students) and len(teachers):
+        info = teachers.set_index("run_id")
+        tr = students["teacher_run"]
+        students["teacher_params"] = tr.map(info["params"])
+        students["teacher_acc"] = tr.map(info["acc"])
+        students["teacher_ece"] = tr.map(info["ece"])
+        if "ece_cal" in info:
+            students["teacher_ece_cal"] = tr.map(info["ece_cal"])
+    table = pd.concat([teachers, students], ignore_index=True)
+    cols = [c for c in RESULT_COLUMNS if c in table] + \
+        [c for c in table if c not in RESULT_COLUMNS and c != "teacher_run"]
+    return table[cols]
+
+
+def write_results(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    table = results_table(cfg, study_dir)
+    write_csv(table, Study(study_dir).root / "results.csv")
+    return table

@@ -1,0 +1,203 @@
+"""One training loop for every model of the study: teachers (cross-entropy) and students (KD).
+
+Several models can train together on the very same batches (all students of one teacher and
+seed): the batch order, augmentation and initialisation are seeded, so students differ only by
+their loss and the comparison between distillation modes is paired. Data stay uint8 tensors on
+the device; per-batch statistics stay on the device too and are read once per epoch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import Splits, augment_batch, augment_generator, epoch_batches
+from .store import atomic_torch_save, safe_torch_load
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged; the message names the model, seed and epoch."""
+
+
+@dataclass
+class Recipe:
+    epochs: int
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list = field(default_factory=list)
+    gamma: float = 0.1
+    augment: bool = False
+
+    def lr_at(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        if self.schedule == "cosine":
+            progress = (epoch * steps_per_epoch + step) / (self.epochs * steps_per_epoch)
+            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+
+@dataclass
+class Engine:
+    """How to run (not what to learn): device, mixed precision, memory format, compile."""
+    device: torch.device = torch.device("cpu")
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = True
+    compile: bool = False
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def make_engine(device: str = "cpu", amp: str = "auto", channels_last: bool = True,
+                compile: bool = False) -> Engine:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if amp == "bf16":
+        dtype = torch.bfloat16
+    elif amp == "auto":
+        fast = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_bf16()
+        dtype = torch.bfloat16 if fast else None
+    else:
+        dtype = None
+    return Engine(dev, dtype, channels_last, compile)
+
+
+@dataclass
+class Member:
+    """A model in a training group and its loss ``loss(logits, labels, teacher_logits)``."""
+    model: torch.nn.Module
+    loss: Callable
+    needs_teacher: bool = False
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, x_uint8: torch.Tensor, splits: Splits, engine: Engine,
+            batch_size: int = 1000) -> torch.Tensor:
+    """Float32 logits of ``model`` on uint8 images, in eval mode, on the CPU."""
+    model.eval()
+    out = []
+    for start in range(0, len(x_uint8), batch_size):
+        xb = engine.inputs(splits.normalize(x_uint8[start:start + batch_size].to(engine.device)))
+        with engine.autocast():
+            out.append(model(xb).float())
+    return torch.cat(out).cpu()
+
+
+def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed: int,
+                engine: Engine, checkpoint: Path | None = None, desc: str = "train",
+                teacher: torch.nn.Module | None = None,
+                teacher_logits: torch.Tensor | None = None, log: Callable = print) -> dict:
+    """Train ``members`` together; resume from ``checkpoint``; return per-member history and failures.
+
+    Teacher outputs come from ``teacher_logits`` (one row per training image; used when the
+    inputs are not augmented) or from a forward of ``teacher`` on each augmented batch.
+    """
+    names = list(members)
+    nets = {n: engine.prepare(m.model) for n, m in members.items()}
+    runners = {n: (torch.compile(net) if engine.compile else net) for n, net in nets.items()}
+    opts = {n: torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+            for n, net in nets.items()}
+    history = {n: [] for n in names}
+    failed: dict[str, str] = {}
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = safe_torch_load(checkpoint)
+        if sorted(state["models"]) == sorted(names):
+            for n in names:
+                nets[n].load_state_dict(state["models"][n])
+                opts[n].load_state_dict(state["optims"][n])
+            history, failed, start_epoch = state["history"], state["failed"], state["epoch"]
+            log(f"[{desc}] resumed from epoch {start_epoch} ({checkpoint})")
+    if any(m.needs_teacher for m in members.values()) and teacher is None and teacher_logits is None:
+        raise ValueError("a distillation member needs teacher or teacher_logits")
+    if teacher is not None:
+        teacher = engine.prepare(teacher).eval()
+        teacher_logits = None if recipe.augment else teacher_logits
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(engine.device)
+
+    n_train = len(splits.train_y)
+    steps = math.ceil(n_train / recipe.batch_size)
+    pad = max(1, splits.image_size // 8)
+    bar = tqdm(total=recipe.epochs * steps, initial=start_epoch * steps, desc=desc,
+               unit="batch", leave=False, mininterval=1.0)
+    for epoch in range(start_epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        active = [n for n in names if n not in failed]
+        for n in active:
+            nets[n].train()
+        loss_sum = {n: torch.zeros((), device=engine.device) for n in active}
+        correct = {n: torch.zeros((), device=engine.device, dtype=torch.long) for n in active}
+        gen = augment_generator(seed, epoch)
+        for step, idx in enumerate(epoch_batches(n_train, recipe.batch_size, seed, epoch, engine.device)):
+            xb_u8, yb = splits.train_x[idx], splits.train_y[idx]
+            if recipe.augment:
+                xb_u8 = augment_batch(xb_u8, pad, gen)
+            xb = engine.inputs(splits.normalize(xb_u8))
+            tb = None
+            if teacher_logits is not None:
+                tb = teacher_logits[idx]
+            elif teacher is not None:
+                with torch.no_grad(), engine.autocast():
+                    tb = teacher(xb).float()
+            lr = recipe.lr_at(epoch, step, steps)
+            for n in active:
+                for group in opts[n].param_groups:
+                    group["lr"] = lr
+                with engine.autocast():
+                    out = runners[n](xb)
+                loss = members[n].loss(out.float(), yb, tb)
+                opts[n].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[n].step()
+                loss_sum[n] += loss.detach() * len(yb)
+                correct[n] += (out.detach().argmax(1) == yb).sum()
+            bar.update(1)
+        seconds = time.perf_counter() - t0
+        for n in active:
+            mean_loss = float(loss_sum[n]) / n_train
+            acc = float(correct[n]) / n_train
+            if not math.isfinite(mean_loss):
+                failed[n] = f"{n} (seed {seed}): loss became {mean_loss} at epoch {epoch + 1}"
+                log(f"[{desc}] FAILED {failed[n]}")
+                continue
+            history[n].append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": acc,
+                               "lr": lr, "seconds": seconds})
+            log(f"[{desc}] {n} epoch {epoch + 1}/{recipe.epochs} loss {mean_loss:.4f} "
+                f"train_acc {acc:.4f} lr {lr:.4f} {seconds:.1f}s")
+        if checkpoint is not None:
+            atomic_torch_save({"epoch": epoch + 1,
+                               "models": {n: nets[n].state_dict() for n in names},
+                               "optims": {n: opts[n].state_dict() for n in names},
+                               "history": history, "failed": failed}, checkpoint)
+        if len(failed) == len(names):
+            break
+    bar.close()
+    return {"history": history, "failed": failed, "models": nets}
