@@ -51,7 +51,7 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
 
     opt.step(closure)
     loss = closure()
-    t = float(log_t.exp())
+    t = float(log_t.detach().exp())
     grad = abs(float(log_t.grad))
     if not np.isfinite(t) or not T_MIN <= t <= T_MAX:
         raise CalibrationError(f"temperature scaling: T={t:.4g} outside [{T_MIN}, {T_MAX}] "

@@ -337,3 +337,29 @@ def write_results(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     table = results_table(cfg, study_dir)
     write_csv(table, Study(study_dir).root / "results.csv")
     return table
+
+
+def architecture_table(cfg: StudyConfig, splits: Splits) -> pd.DataFrame:
+    """Parameters and forward cost of the teachers and the student on this dataset's shapes."""
+    from .models import forward_macs
+
+    rows = []
+    for role, arch in [*(("teacher", a) for a in cfg.teachers), ("student", cfg.student)]:
+        rows.append({"role": role, "arch": arch,
+                     "params": count_params(arch, splits.in_channels, splits.num_classes),
+                     "forward MMACs": forward_macs(arch, splits.in_channels, splits.num_classes,
+                                                   splits.image_size) / 1e6})
+    return pd.DataFrame(rows)
+
+
+def reliability_panels(cfg: StudyConfig, study_dir, seed: int, archs: list[str] | None = None):
+    """(probs, labels, title) for raw and temperature-scaled test predictions of some teachers."""
+    panels = []
+    for rid, arch, s in teacher_runs(cfg):
+        if s != seed or (archs is not None and arch not in archs):
+            continue
+        t = read_json(Study(study_dir).run_dir(rid) / "calibration.json")["temperature"]
+        for calibrated in (False, True):
+            probs, labels = teacher_probs(cfg, study_dir, rid, calibrated)
+            panels.append((probs, labels, f"{arch} " + (f"T={t:.2f}" if calibrated else "raw")))
+    return panels

@@ -1,0 +1,231 @@
+"""Statistics across seeds: intervals, paired mode differences, rank correlations, the claims.
+
+Every number the analysis notebook shows comes from here, computed on ``results.csv``; the
+verdict rules are stated in :data:`VERDICT_RULE` and applied by code, never typed by hand.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+VERDICT_RULE = (
+    "supported: the 95% interval lies entirely on the side the claim predicts; "
+    "contradicted: it lies entirely on the other side; inconclusive: it contains the null value "
+    "(0 for differences and correlations) or could not be computed.")
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float, int]:
+    """(mean, std, low, high, n) with a Student-t interval; n < 2 gives an undefined interval."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return (np.nan, np.nan, np.nan, np.nan, 0)
+    mean = float(v.mean())
+    if n < 2:
+        return (mean, np.nan, np.nan, np.nan, n)
+    std = float(v.std(ddof=1))
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
+    return (mean, std, mean - half, mean + half, n)
+
+
+def seed_summary(frame: pd.DataFrame, by: list[str], value: str = "acc") -> pd.DataFrame:
+    """Mean, std and 95% t-interval of ``value`` over seeds for each group of ``by``."""
+    rows = []
+    for key, g in frame.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mean, std, lo, hi, n = t_interval(g[value])
+        rows.append({**dict(zip(by, key)), "mean": mean, "std": std, "ci_low": lo,
+                     "ci_high": hi, "n": n})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str,
+                       value: str = "acc") -> pd.DataFrame:
+    """value(mode_a) - value(mode_b) for the same teacher and seed, summarised per teacher.
+
+    Students of one teacher and seed share initialisation and batches, so the pairing removes
+    most seed noise. ``mode_b='baseline'`` pairs with the no-KD student of the same seed.
+    """
+    a = students[students["mode"] == mode_a].set_index(["teacher", "seed"])[value]
+    if mode_b == "baseline":
+        base = students[students["mode"] == "baseline"].set_index("seed")[value]
+        b = pd.Series(a.index.get_level_values("seed").map(base), index=a.index)
+    else:
+        b = students[students["mode"] == mode_b].set_index(["teacher", "seed"])[value]
+    diff = (a - b).dropna().rename("diff").reset_index()
+    rows = []
+    for teacher, g in diff.groupby("teacher", sort=False):
+        mean, std, lo, hi, n = t_interval(g["diff"])
+        rows.append({"teacher": teacher, "mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n})
+    mean, std, lo, hi, n = t_interval(diff["diff"])
+    rows.append({"teacher": "all", "mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n})
+    out = pd.DataFrame(rows)
+    out.insert(0, "comparison", f"{mode_a} - {mode_b}")
+    return out
+
+
+def _corr(x, y, method: str) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    if method == "spearman":  # Pearson on average ranks: scipy's definition, without its overhead
+        rx, ry = stats.rankdata(x), stats.rankdata(y)
+        return float(np.corrcoef(rx, ry)[0, 1])
+    return float(stats.kendalltau(x, y)[0])
+
+
+def seed_bootstrap(frame: pd.DataFrame, columns: list[str], statistic, n_boot: int = 2000,
+                   seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(estimate, low, high): percentile interval from resampling whole seeds with replacement.
+
+    ``statistic`` takes one array per column. Resampling seeds, not rows, keeps the runs of one
+    seed together, as the seed is the unit of replication.
+    """
+    estimate = statistic(*(frame[c].to_numpy(float) for c in columns))
+    seeds = np.array(sorted(frame["seed"].unique()))
+    per_seed = [[frame.loc[frame["seed"] == s, c].to_numpy(float) for c in columns] for s in seeds]
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for i in range(n_boot):
+        pick = rng.integers(0, len(seeds), len(seeds))
+        reps[i] = statistic(*(np.concatenate([per_seed[p][j] for p in pick])
+                              for j in range(len(columns))))
+    reps = reps[np.isfinite(reps)]
+    if len(seeds) < 2 or len(reps) < n_boot // 2:
+        return float(estimate), np.nan, np.nan
+    tail = (1 - confidence) / 2 * 100
+    return float(estimate), float(np.percentile(reps, tail)), float(np.percentile(reps, 100 - tail))
+
+
+def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
+                n_boot: int = 2000) -> dict:
+    est, lo, hi = seed_bootstrap(frame, [x, y], lambda a, b: _corr(a, b, method), n_boot)
+    return {"x": x, "y": y, "method": method, "estimate": est, "ci_low": lo, "ci_high": hi,
+            "n": len(frame)}
+
+
+def size_correlations(students: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """Spearman and Kendall of teacher parameters against student accuracy, per mode."""
+    rows = []
+    for mode, g in students[students["mode"] != "baseline"].groupby("mode", sort=False):
+        for method in ("spearman", "kendall"):
+            rows.append({"mode": mode, **correlation(g, "teacher_params", "acc", method, n_boot)})
+    return pd.DataFrame(rows)
+
+
+def r_squared(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    return float(stats.linregress(x, y).rvalue ** 2)
+
+
+def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
+    """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy."""
+    rows = []
+    for mode, g in students[students["mode"] != "baseline"].groupby("mode", sort=False):
+        for predictor in ("teacher_ece", "teacher_acc"):
+            rows.append({"mode": mode, "predictor": predictor,
+                         "r2": r_squared(g[predictor], g["acc"]),
+                         "spearman": _corr(g[predictor], g["acc"], "spearman"), "n": len(g)})
+    return pd.DataFrame(rows)
+
+
+def verdict(low: float, high: float, direction: str) -> str:
+    """Apply :data:`VERDICT_RULE`; ``direction`` is 'positive' or 'negative'."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "inconclusive"
+    if direction == "positive":
+        return "supported" if low > 0 else "contradicted" if high < 0 else "inconclusive"
+    return "supported" if high < 0 else "contradicted" if low > 0 else "inconclusive"
+
+
+def claims_table(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """The paper's claims, each tested on this run's data with a statistic, interval and verdict."""
+    teachers = results[results["role"] == "teacher"]
+    students = results[results["role"] == "student"]
+    rows = []
+
+    def add(claim, statistic, est, lo, hi, direction, n):
+        rows.append({"claim": claim, "statistic": statistic, "estimate": est, "ci_low": lo,
+                     "ci_high": hi, "n": n, "verdict": verdict(lo, hi, direction)})
+
+    c = correlation(teachers, "params", "ece", "spearman", n_boot)
+    add("1. larger teachers have higher ECE", "Spearman(teacher params, teacher ECE)",
+        c["estimate"], c["ci_low"], c["ci_high"], "positive", c["n"])
+
+    worst = None
+    for arch, g in teachers.groupby("arch", sort=False):
+        for metric in ("ece", "nll"):
+            mean, _, lo, hi, n = t_interval(g[f"{metric}_cal"] - g[metric])
+            if worst is None or (np.isfinite(hi) and hi > worst[3]) or not np.isfinite(hi):
+                worst = (f"{metric.upper()} after - before, {arch}", mean, lo, hi, n)
+    if worst is not None:
+        add("2. temperature scaling lowers ECE and NLL for every teacher",
+            f"least favourable teacher: {worst[0]} (paired over seeds)", worst[1], worst[2],
+            worst[3], "negative", worst[4])
+
+    by_mode = {m: g for m, g in students.groupby("mode")}
+    if "uncalibrated" in by_mode:
+        c = correlation(by_mode["uncalibrated"], "teacher_params", "acc", "spearman", n_boot)
+        # "does not increase": supported when the interval excludes a positive correlation
+        lo, hi = c["ci_low"], c["ci_high"]
+        v = "inconclusive" if not np.isfinite(hi) else \
+            "contradicted" if lo > 0 else "supported" if hi <= 0 else "inconclusive"
+        rows.append({"claim": "3. without calibration, student accuracy does not increase with teacher size",
+                     "statistic": "Spearman(teacher params, student acc), uncalibrated KD",
+                     "estimate": c["estimate"], "ci_low": lo, "ci_high": hi, "n": c["n"], "verdict": v})
+    for mode in ("replace", "compose"):
+        if mode in by_mode:
+            c = correlation(by_mode[mode], "teacher_params", "acc", "spearman", n_boot)
+            add(f"4. with calibration ({mode}), student accuracy increases with teacher size",
+                f"Spearman(teacher params, student acc), {mode} KD",
+                c["estimate"], c["ci_low"], c["ci_high"], "positive", c["n"])
+    for mode in ("replace", "compose"):
+        if mode in by_mode and "uncalibrated" in by_mode:
+            d = paired_differences(students, mode, "uncalibrated")
+            overall = d[d["teacher"] == "all"].iloc[0]
+            add(f"5. calibrated ({mode}) beats uncalibrated distillation for the same teacher",
+                f"student acc, {mode} - uncalibrated (paired by teacher and seed)",
+                overall["mean"], overall["ci_low"], overall["ci_high"], "positive", overall["n"])
+    return pd.DataFrame(rows)
+
+
+def teacher_summary(teachers: pd.DataFrame) -> pd.DataFrame:
+    """Per teacher architecture: mean and 95% interval over seeds of each metric."""
+    rows = []
+    for arch, g in teachers.groupby("arch", sort=False):
+        row = {"arch": arch, "params": int(g["params"].iloc[0]), "seeds": len(g)}
+        for col in ("acc", "ece", "ece_cal", "nll", "nll_cal", "temperature"):
+            if col in g:
+                mean, _, lo, hi, _ = t_interval(g[col])
+                row.update({col: mean, f"{col}_ci": (lo, hi)})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("params")
+
+
+def mode_differences(students: pd.DataFrame, modes) -> pd.DataFrame:
+    """Every KD mode against the baseline, and each calibrated mode against uncalibrated KD."""
+    parts = [paired_differences(students, m, "baseline") for m in modes]
+    if "uncalibrated" in modes:
+        parts += [paired_differences(students, m, "uncalibrated") for m in modes
+                  if m != "uncalibrated"]
+    return pd.concat(parts, ignore_index=True)
+
+
+def claims_summary(claims: pd.DataFrame) -> str:
+    """One generated sentence per claim: what this run's data say about it."""
+    lines = []
+    for _, c in claims.iterrows():
+        interval = (f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]"
+                    if np.isfinite(c["ci_low"]) else "(no interval: too few seeds)")
+        lines.append(f"- {c['claim']}: {c['verdict'].upper()} ({c['statistic']} = "
+                     f"{c['estimate']:.3g}, 95% CI {interval}, n = {c['n']})")
+    counts = claims["verdict"].value_counts()
+    lines.append(f"In this run: {counts.get('supported', 0)} supported, "
+                 f"{counts.get('contradicted', 0)} contradicted, "
+                 f"{counts.get('inconclusive', 0)} inconclusive.")
+    return "\n".join(lines)

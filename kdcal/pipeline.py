@@ -1,0 +1,54 @@
+"""`kdcal run`: execute the numbered notebooks with papermill, in order, into the study folder."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .config import StudyConfig, resolve
+from .store import Study, write_json
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = PROJECT / "notebooks"
+NOTEBOOKS = ["01_train_teachers.ipynb", "02_calibrate_teachers.ipynb",
+             "03_distill_students.ipynb", "04_analyze.ipynb"]
+
+
+class NotebookFailed(RuntimeError):
+    """A cell raised; the message names the notebook, the cell and the error."""
+
+
+def typed_overrides(cfg: StudyConfig, overrides: dict) -> dict:
+    """The overrides as the validated values the notebooks will see (literals only)."""
+    return {k: getattr(cfg, k) for k in overrides}
+
+
+def run_study(profile: str = "quick", overrides: dict | None = None, out: str | None = None,
+              log=print) -> Path:
+    cfg = resolve(profile, overrides or {})  # fails before any work starts
+    params = typed_overrides(cfg, overrides or {})
+    study = Study(Path(out or PROJECT / "outputs" / profile).resolve())
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    with study.lock():
+        os.environ["KDCAL_LOCK_OWNER"] = (study.root / ".lock").read_text().strip()
+        write_json({"profile": profile, "overrides": params, "config": cfg.to_dict()},
+                   study.root / "study.json")
+        t_start = time.perf_counter()
+        for name in NOTEBOOKS:
+            target = study.root / name
+            log(f"== {name} -> {target}")
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
+                                    parameters={"profile": profile, "overrides": params,
+                                                "study_dir": str(study.root)},
+                                    cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=False)
+            except PapermillExecutionError as exc:
+                raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "
+                                     f"{exc.evalue} (partly executed notebook kept at {target})") from None
+            log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
+        write_json({"seconds": time.perf_counter() - t_start}, study.root / "timing.json")
+    return study.root

@@ -1,0 +1,164 @@
+"""Figures of the study: one palette per mode everywhere, error bars = 95% intervals over seeds.
+
+Reliability diagrams come from netcal; everything else is seaborn on the results table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .analysis import seed_summary, t_interval
+
+MODE_ORDER = ["baseline", "uncalibrated", "compose", "replace"]
+_colors = sns.color_palette("colorblind", 8)
+MODE_PALETTE = {"baseline": (0.45, 0.45, 0.45), "uncalibrated": _colors[3], "compose": _colors[0],
+                "replace": _colors[2], "teacher": (0.1, 0.1, 0.1),
+                "before": _colors[3], "after": _colors[2]}
+
+
+def style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid")
+
+
+def save(fig, figures_dir, name: str) -> list[Path]:
+    """Write ``name``.png and ``name``.svg into the study's figures folder."""
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def _errorbars(ax, summary: pd.DataFrame, x: str, color, label: str, marker="o"):
+    s = summary.sort_values(x)
+    yerr = np.vstack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]])
+    yerr = np.nan_to_num(yerr)
+    ax.errorbar(s[x], s["mean"], yerr=yerr, color=color, marker=marker, capsize=3, label=label)
+
+
+def teacher_calibration_vs_size(teachers: pd.DataFrame):
+    """Teacher test ECE, NLL and accuracy against parameter count, before and after scaling."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, metric, label in zip(axes, ("ece", "nll", "acc"),
+                                 ("test ECE (15 bins)", "test NLL (nats)", "test accuracy")):
+        for phase, col in (("before", metric), ("after", f"{metric}_cal")):
+            if col not in teachers:
+                continue
+            summ = seed_summary(teachers.rename(columns={col: "_v"}), ["params"], "_v")
+            _errorbars(ax, summ, "params", MODE_PALETTE[phase],
+                       "uncalibrated" if phase == "before" else "temperature-scaled")
+            ax.scatter(teachers["params"], teachers[col], color=MODE_PALETTE[phase], s=10, alpha=0.4)
+        ax.set_xscale("log")
+        ax.set_xlabel("teacher parameters (log scale)")
+        ax.set_ylabel(label)
+        if metric == "acc":
+            break
+    axes[0].legend()
+    fig.suptitle("Teachers: calibration against size (mean and 95% CI over seeds; dots = seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def temperature_vs_size(teachers: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    summ = seed_summary(teachers, ["params"], "temperature")
+    _errorbars(ax, summ, "params", MODE_PALETTE["teacher"], "fitted T")
+    ax.axhline(1.0, color="grey", lw=1, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher parameters (log scale)")
+    ax.set_ylabel("fitted temperature T (unitless)")
+    ax.set_title("Temperature fitted on validation NLL")
+    fig.tight_layout()
+    return fig
+
+
+def student_accuracy_vs_teacher_size(students: pd.DataFrame):
+    """Student test accuracy per distillation mode against teacher size; baseline as a band."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    kd = students[students["mode"] != "baseline"]
+    offsets = {"uncalibrated": 0.97, "compose": 1.0, "replace": 1.03}
+    for mode in [m for m in MODE_ORDER if m in set(kd["mode"])]:
+        summ = seed_summary(kd[kd["mode"] == mode], ["teacher_params"], "acc")
+        summ["teacher_params"] = summ["teacher_params"] * offsets.get(mode, 1.0)
+        _errorbars(ax, summ, "teacher_params", MODE_PALETTE[mode], f"KD, {mode}")
+    base = students[students["mode"] == "baseline"]
+    if len(base):
+        mean, _, lo, hi, _ = t_interval(base["acc"])
+        ax.axhline(mean, color=MODE_PALETTE["baseline"], ls="--", label="no KD (baseline)")
+        if np.isfinite(lo):
+            ax.axhspan(lo, hi, color=MODE_PALETTE["baseline"], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher parameters (log scale)")
+    ax.set_ylabel("student test accuracy")
+    ax.set_title("Students: accuracy against teacher size (mean, 95% CI over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def paired_mode_differences(diffs: pd.DataFrame):
+    """Paired accuracy differences between modes per teacher, with 95% intervals."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * len(diffs)))
+    labels = diffs["comparison"] + "  |  " + diffs["teacher"].astype(str)
+    y = np.arange(len(diffs))
+    colors = [MODE_PALETTE.get(c.split(" - ")[0], "k") for c in diffs["comparison"]]
+    err = np.nan_to_num(np.vstack([diffs["mean"] - diffs["ci_low"], diffs["ci_high"] - diffs["mean"]]))
+    for i, color in enumerate(colors):
+        ax.errorbar(diffs["mean"].iloc[i] * 100, y[i], xerr=err[:, i:i + 1] * 100, fmt="o",
+                    color=color, capsize=3)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("student accuracy difference (percentage points, paired by teacher and seed)")
+    ax.set_title("Does calibrating the teacher change the student?")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(curves: pd.DataFrame):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    sns.lineplot(curves, x="epoch", y="loss", hue="arch", ax=axes[0], errorbar=("ci", 95))
+    sns.lineplot(curves, x="epoch", y="train_acc", hue="arch", ax=axes[1], errorbar=("ci", 95),
+                 legend=False)
+    axes[0].set_ylabel("training loss (cross-entropy, nats)")
+    axes[1].set_ylabel("training accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_grid(panels: list[tuple], n_bins: int = 15, columns: int = 2):
+    """netcal reliability diagrams side by side; ``panels`` holds (probs, labels, title)."""
+    from netcal.presentation import ReliabilityDiagram
+
+    rows = (len(panels) + columns - 1) // columns
+    fig = plt.figure(figsize=(5 * columns, 5.2 * rows), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(rows, columns)).ravel()
+    for sub, (probs, labels, title) in zip(subfigs, panels):
+        sub.tight_layout = lambda *a, **k: None  # netcal calls it; the parent lays out instead
+        ReliabilityDiagram(bins=n_bins).plot(np.asarray(probs), np.asarray(labels), fig=sub,
+                                             title_suffix=title)
+    for sub in subfigs[len(panels):]:
+        sub.set_visible(False)
+    return fig
+
+
+def image_grid(images, titles, columns: int = 8):
+    """A few uint8 images [N, C, H, W] with their labels (a first look at the data)."""
+    n = len(images)
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows))
+    for ax, img, title in zip(np.ravel(axes), images, titles):
+        arr = img.cpu().numpy().transpose(1, 2, 0)
+        ax.imshow(arr.squeeze(-1) if arr.shape[-1] == 1 else arr, cmap="gray")
+        ax.set_title(title, fontsize=7)
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,33 @@
+"""Shared helpers for the kdcal unit tests: tiny data, a deterministic CPU engine."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdcal.data import make_splits, make_synthetic
+from kdcal.train import make_engine
+
+
+def tiny_splits(n_train: int = 256, val_size: int = 64, size: int = 16, seed: int = 0):
+    """``n_train`` training images (after carving ``val_size`` out), 1 channel, 10 classes."""
+    ds = make_synthetic(n_train=n_train + val_size, n_test=32, size=size, seed=seed)
+    return make_splits(ds, val_size=val_size, split_seed=0)
+
+
+@pytest.fixture
+def splits():
+    return tiny_splits()
+
+
+@pytest.fixture
+def cpu_engine():
+    return make_engine("cpu", "off")
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Keep torch's intra-op threads small and fixed so runs are fast and comparable."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(old, 2))
+    yield
+    torch.set_num_threads(old)
