@@ -291,10 +291,15 @@ def augment_batch(x: torch.Tensor, pad: int, generator: torch.Generator) -> torc
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, device="cpu"):
-    """Shuffled index batches for one epoch; seeded by (seed, epoch) so a resumed run is identical."""
+    """Shuffled full index batches for one epoch, seeded by (seed, epoch) so a resumed run is identical.
+
+    The last partial batch is dropped (a fresh shuffle each epoch uses it later): one batch shape
+    keeps the CPU kernels cached and batch-norm statistics sound.
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g).to(device)
-    return list(perm.split(batch_size))
+    full = max(1, n // batch_size) * batch_size if n >= batch_size else n
+    return list(perm[:full].split(batch_size))
 
 
 def augment_generator(seed: int, epoch: int) -> torch.Generator:

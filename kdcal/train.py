@@ -144,7 +144,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
         teacher_logits = teacher_logits.to(engine.device)
 
     n_train = len(splits.train_y)
-    steps = math.ceil(n_train / recipe.batch_size)
+    steps = len(epoch_batches(n_train, recipe.batch_size, seed, 0))
+    n_seen = sum(len(b) for b in epoch_batches(n_train, recipe.batch_size, seed, 0))
     pad = max(1, splits.image_size // 8)
     bar = tqdm(total=recipe.epochs * steps, initial=start_epoch * steps, desc=desc,
                unit="batch", leave=False, mininterval=1.0)
@@ -182,8 +183,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
             bar.update(1)
         seconds = time.perf_counter() - t0
         for n in active:
-            mean_loss = float(loss_sum[n]) / n_train
-            acc = float(correct[n]) / n_train
+            mean_loss = float(loss_sum[n]) / n_seen
+            acc = float(correct[n]) / n_seen
             if not math.isfinite(mean_loss):
                 failed[n] = f"{n} (seed {seed}): loss became {mean_loss} at epoch {epoch + 1}"
                 log(f"[{desc}] FAILED {failed[n]}")

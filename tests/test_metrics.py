@@ -97,6 +97,15 @@ def test_ece_top1_whatever_labels_occur():
     assert metrics.ece(p, y) == pytest.approx(reference_ece(p, y), abs=1e-9)
 
 
+def test_ece_two_class_model_is_top1():
+    """For a 2-class model too, ECE bins the top-1 confidence max(p), as the docstring says
+    (not the confidence of class 1, which is netcal's binary convention)."""
+    p = metrics.softmax(_logits(n=300, k=2, scale=3.0, seed=4))
+    y = np.random.default_rng(5).integers(0, 2, 300)
+    assert _no_ties(p, 15)
+    assert metrics.ece(p, y) == pytest.approx(reference_ece(p, y), abs=1e-9)
+
+
 def test_ece_rejects_logits():
     z = _logits(n=50)
     with pytest.raises(ValueError, match="logits"):

@@ -1,0 +1,79 @@
+"""End to end: `kdcal run --profile smoke` executes the four notebooks with papermill."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def kdcal(*args, cwd=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "kdcal", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "study"
+    proc = kdcal("run", "--profile", "smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
+    for name in ("01_train_teachers", "02_calibrate_teachers", "03_distill_students", "04_analyze"):
+        assert (smoke_study / f"{name}.ipynb").exists()
+    res = pd.read_csv(smoke_study / "results.csv")
+    teachers, students = res[res["role"] == "teacher"], res[res["role"] == "student"]
+    assert len(teachers) == 4  # 2 architectures x 2 seeds
+    assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal"]].notna().all().all()
+    assert (teachers["temperature"] > 0).all()
+    assert sorted(students["mode"].unique()) == ["baseline", "compose", "replace", "uncalibrated"]
+    assert len(students) == 2 * (2 * 3 + 1)  # seeds x (teachers x modes + baseline)
+    kd = students[students["mode"] != "baseline"]
+    assert kd[["teacher", "teacher_params", "temperature", "agreement"]].notna().all().all()
+    assert (kd.loc[kd["mode"] == "replace", "kd_tau"] == kd.loc[kd["mode"] == "replace", "temperature"]).all()
+    assert res[["acc", "ece", "nll"]].apply(lambda c: c.between(0, 50)).all().all()
+    figures = {p.name for p in (smoke_study / "figures").iterdir()}
+    for fig in ("teacher_calibration_vs_size", "student_accuracy_vs_teacher_size",
+                "teacher_reliability", "paired_mode_differences"):
+        assert f"{fig}.png" in figures and f"{fig}.svg" in figures
+    claims = pd.read_csv(smoke_study / "claims.csv")
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+
+
+def test_notebooks_executed_without_errors(smoke_study):
+    import nbformat
+
+    nb = nbformat.read(smoke_study / "04_analyze.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for o in outputs), "figures must render inline"
+
+
+def test_rerun_skips_finished_runs_and_reproduces_the_table(smoke_study):
+    before = (smoke_study / "results.csv").read_bytes()
+    proc = kdcal("run", "--profile", "smoke", "--out", str(smoke_study))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = (smoke_study / "01_train_teachers.ipynb").read_text()
+    assert "done, skipped" in nb and "epoch 1/" not in nb
+    assert (smoke_study / "results.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--profile", "nope"], "unknown profile 'nope'; valid: smoke, quick"),
+    (["--profile", "smoke", "--set", "colour=red"], "unknown key 'colour'; valid:"),
+    (["--profile", "smoke", "--set", "lr=fast"], "lr='fast' is not a valid float"),
+    (["--profile", "smoke", "--set", "teachers=resnet9"], "architecture='resnet9' is not valid"),
+    (["--profile", "smoke", "--set", "alpha=1.5"], "alpha=1.5 is out of range"),
+])
+def test_cli_user_errors_are_one_line_without_traceback(tmp_path, args, needle):
+    proc = kdcal("run", *args, "--out", str(tmp_path / "s"), timeout=120)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists(), "nothing may start before the config is valid"
