@@ -56,7 +56,7 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
     if not np.isfinite(t) or not T_MIN <= t <= T_MAX:
         raise CalibrationError(f"temperature scaling: T={t:.4g} outside [{T_MIN}, {T_MAX}] "
                                "(logits all correct and separable, or constant?)")
-    if grad > 1e-5 * max(1.0, float(loss)):
+    if grad > 1e-5 * max(1.0, float(loss.detach())):
         raise CalibrationError(f"temperature scaling: did not converge (|dNLL/dlogT|={grad:.2e})")
     return t
 

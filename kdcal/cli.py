@@ -18,15 +18,15 @@ def main(argv=None) -> int:
     sub.add_parser("profiles", help="list the profiles and their settings")
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, parse_sets, resolve
+    from .config import ConfigError, parse_sets
     from .pipeline import NotebookFailed, run_study
     from .store import StoreError
     from .data import DatasetError
 
     try:
         if args.command == "profiles":
-            for name in PROFILES:
-                print(f"{name}: {resolve(name) if name != 'paper-cifar10' else PROFILES[name]}")
+            for name, values in PROFILES.items():
+                print(f"{name}: {values}")
             return 0
         folder = run_study(args.profile, parse_sets(args.set), args.out)
     except (ConfigError, NotebookFailed, StoreError, DatasetError) as exc:

@@ -105,6 +105,8 @@ PROFILES: dict[str, dict] = {
 
 def _coerce(name: str, value, default):
     """Parse ``--set`` strings into the type of the field's default."""
+    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
     if isinstance(value, str) and not isinstance(default, str):
         try:
             value = ast.literal_eval(value)

@@ -192,6 +192,9 @@ def load_cifar(name: str, root: Path, download: bool = True) -> Dataset:
             key = "fine_labels"
     except FileNotFoundError as exc:
         raise DatasetError(f"{name} is incomplete: missing {exc.filename}") from None
+    except (KeyError, TypeError) as exc:
+        meta = folder / ("batches.meta" if name == "cifar10" else "meta")
+        raise DatasetError(f"corrupt CIFAR file {meta}: no {exc} entry") from None
     train_x, train_y = _cifar_arrays(train, key, folder)
     test_x, test_y = _cifar_arrays(test, key, folder)
     return Dataset(name, train_x, train_y, test_x, test_y, list(classes))

@@ -16,7 +16,7 @@ def kd_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
             teacher_temperature: float = 1.0) -> torch.Tensor:
     """alpha * tau^2 * KL(teacher || student) + (1 - alpha) * CE(student, labels)."""
     s = torch.as_tensor(student_logits)
-    t = torch.as_tensor(teacher_logits, dtype=s.dtype, device=s.device)
+    t = torch.as_tensor(teacher_logits, dtype=s.dtype, device=s.device).detach()
     y = torch.as_tensor(labels, device=s.device)
     log_ps = F.log_softmax(s / tau, dim=1)
     log_pt = F.log_softmax(t / (teacher_temperature * tau), dim=1)

@@ -61,7 +61,10 @@ def ece(probs, labels, n_bins: int = 15) -> float:
     from netcal.metrics import ECE
 
     p, y = _check_probs(probs), _labels(labels)
-    return float(ECE(bins=n_bins).measure(p, y))
+    # Top-1 confidence against correctness: netcal would otherwise treat a matrix whose labels
+    # show <= 2 classes as a binary problem and bin the wrong column.
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.int64)
+    return float(ECE(bins=n_bins).measure(conf, correct))
 
 
 def brier(probs, labels) -> float:

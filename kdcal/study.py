@@ -165,6 +165,9 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     with study.lock():
         for rid, arch, seed in teacher_runs(cfg):
             run = study.run_dir(rid)
+            if (run / "failed.json").exists() and not study.is_done(rid):
+                log(f"[{rid}] skipped: training failed ({read_json(run / 'failed.json')['error']})")
+                continue
             if not study.is_done(rid):
                 raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) has not been trained; "
                                    "run notebook 01 first")
@@ -225,6 +228,8 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
                      "group": f"baseline-s{seed}", "config": rc})
     for rid, arch, seed in teacher_runs(cfg, engine):
         cal = study.run_dir(rid) / "calibration.json"
+        if (study.run_dir(rid) / "failed.json").exists() and not cal.exists():
+            continue  # a diverged teacher teaches nobody; notebook 01 reported it
         if not cal.exists():
             raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) is not calibrated; "
                                "run notebook 02 first")
@@ -306,7 +311,9 @@ def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 RESULT_COLUMNS = ["role", "arch", "params", "seed", "mode", "teacher", "teacher_params",
                   "acc", "ece", "nll", "brier", "temperature", "acc_cal", "ece_cal", "nll_cal",
                   "brier_cal", "kd_tau", "teacher_acc", "teacher_ece", "teacher_ece_cal",
-                  "agreement", "kl_teacher", "val_acc", "train_seconds", "run_id"]
+                  "agreement", "kl_teacher", "val_acc", "run_id"]
+# Wall-clock seconds stay in each run's metrics.json: results.csv is bitwise reproducible.
+VOLATILE_COLUMNS = ["train_seconds"]
 
 
 def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
@@ -329,7 +336,7 @@ def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
             students["teacher_ece_cal"] = tr.map(info["ece_cal"])
     table = pd.concat([teachers, students], ignore_index=True)
     cols = [c for c in RESULT_COLUMNS if c in table] + \
-        [c for c in table if c not in RESULT_COLUMNS and c != "teacher_run"]
+        [c for c in table if c not in RESULT_COLUMNS + VOLATILE_COLUMNS and c != "teacher_run"]
     return table[cols]
 
 
@@ -363,3 +370,8 @@ def reliability_panels(cfg: StudyConfig, study_dir, seed: int, archs: list[str] 
             probs, labels = teacher_probs(cfg, study_dir, rid, calibrated)
             panels.append((probs, labels, f"{arch} " + (f"T={t:.2f}" if calibrated else "raw")))
     return panels
+
+
+def save_table(frame: pd.DataFrame, study_dir, name: str) -> None:
+    """Write a derived table into the study folder atomically."""
+    write_csv(frame, Study(study_dir).root / name)

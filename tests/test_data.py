@@ -254,6 +254,23 @@ def test_truncated_cifar_pickle_names_file(tmp_path):
     assert "data_batch_3" in str(info.value) and str(path) in str(info.value)
 
 
+def test_foreign_cifar_meta_names_file(tmp_path):
+    """A readable pickle without the expected key is a DatasetError naming the file too."""
+    write_cifar10(tmp_path)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    _py2_pickle({b"num_cases_per_batch": 10000}, meta)  # no label_names
+    with pytest.raises(DatasetError) as info:
+        load_dataset("cifar10", root=tmp_path, download=False)
+    assert "batches.meta" in str(info.value)
+
+
+def test_foreign_cifar_batch_is_dataset_error(tmp_path):
+    write_cifar10(tmp_path)
+    _py2_pickle({b"data": _images(5, 0)}, tmp_path / "cifar-10-batches-py" / "data_batch_2")
+    with pytest.raises(DatasetError, match="cifar-10-batches-py"):
+        load_dataset("cifar10", root=tmp_path, download=False)
+
+
 def test_incomplete_cifar_names_missing_file(tmp_path):
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
@@ -402,13 +419,35 @@ def test_augment_pad_is_shifted_crop_of_zero_padded_input():
 
 
 # ---------------------------------------------------------------- epoch batches
-def test_epoch_batches_cover_each_index_once_and_deterministic():
+def test_epoch_batches_cover_each_index_once_when_divisible():
+    batches = epoch_batches(96, 16, seed=2, epoch=0)
+    assert [len(b) for b in batches] == [16] * 6
+    assert sorted(torch.cat(batches).tolist()) == list(range(96))
+
+
+def test_epoch_batches_drop_partial_batch_without_repeats():
+    """kdcal drops the last partial batch (documented in epoch_batches): full batches only, no
+    index twice in an epoch, and other epochs' shuffles reach the dropped indices."""
     batches = epoch_batches(103, 16, seed=2, epoch=0)
-    assert [len(b) for b in batches] == [16] * 6 + [7]
-    flat = torch.cat(batches)
-    assert sorted(flat.tolist()) == list(range(103))
+    assert [len(b) for b in batches] == [16] * 6
+    flat = torch.cat(batches).tolist()
+    assert len(set(flat)) == len(flat) == 96 and set(flat) <= set(range(103))
+    seen = set()
+    for epoch in range(20):
+        seen |= set(torch.cat(epoch_batches(103, 16, seed=2, epoch=epoch)).tolist())
+    assert seen == set(range(103))
+
+
+def test_epoch_batches_smaller_than_one_batch():
+    batches = epoch_batches(10, 16, seed=0, epoch=0)
+    assert len(batches) == 1 and sorted(batches[0].tolist()) == list(range(10))
+
+
+def test_epoch_batches_deterministic_per_seed_and_epoch():
+    batches = epoch_batches(103, 16, seed=2, epoch=0)
     again = epoch_batches(103, 16, seed=2, epoch=0)
-    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert len(batches) == len(again) and all(torch.equal(a, b) for a, b in zip(batches, again))
+    flat = torch.cat(batches)
     other_epoch = torch.cat(epoch_batches(103, 16, seed=2, epoch=1))
     other_seed = torch.cat(epoch_batches(103, 16, seed=3, epoch=0))
     assert not torch.equal(flat, other_epoch) and not torch.equal(flat, other_seed)
