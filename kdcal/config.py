@@ -52,6 +52,7 @@ class StudyConfig:
     augment: bool = False
     # distillation (students)
     student_epochs: int = 30
+    student_batch_size: int = 0  # 0 = batch_size
     student_lr: float = 0.1
     student_milestones: list = field(default_factory=list)
     tau: float = 4.0
@@ -65,7 +66,7 @@ class StudyConfig:
     channels_last: bool = True
     compile: bool = False
     threads: int = 0  # 0 = torch's default
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 256
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,10 +90,10 @@ PROFILES: dict[str, dict] = {
                   teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
                   teacher_epochs=2, student_epochs=2, batch_size=64, eval_batch_size=500),
     # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
-    "quick": dict(dataset="fmnist", train_size=4000, val_size=2000, test_size=0,
+    "quick": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
                   teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
-                  seeds=[0, 1, 2], teacher_epochs=10, student_epochs=8, batch_size=128, lr=0.1,
-                  student_lr=0.1),
+                  seeds=[0, 1, 2], teacher_epochs=10, batch_size=64, lr=0.05,
+                  student_epochs=8, student_batch_size=128, student_lr=0.1),
     "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
                          teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
                                    "resnet56", "resnet110"],
@@ -189,7 +190,7 @@ def validate(cfg: StudyConfig) -> None:
     for name in ("teacher_epochs", "student_epochs", "batch_size", "ece_bins", "eval_batch_size",
                  "val_size", "synthetic_size", "synthetic_train", "synthetic_test"):
         _range(name, getattr(cfg, name), 1)
-    for name in ("train_size", "test_size", "split_seed", "threads"):
+    for name in ("train_size", "test_size", "split_seed", "threads", "student_batch_size"):
         _range(name, getattr(cfg, name), 0)
     for name in ("lr", "student_lr", "tau"):
         _range(name, getattr(cfg, name), 0, lo_open=True)

@@ -1,8 +1,9 @@
 """`kdcal run`: execute the numbered notebooks with papermill, in order, into the study folder."""
 from __future__ import annotations
 
-import json
+import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,18 @@ def typed_overrides(cfg: StudyConfig, overrides: dict) -> dict:
     return {k: getattr(cfg, k) for k in overrides}
 
 
+def _show_notebook_output() -> None:
+    """Print the kernels' output (one line per epoch) as papermill relays it."""
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_kdcal", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._kdcal = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def run_study(profile: str = "quick", overrides: dict | None = None, out: str | None = None,
               log=print) -> Path:
     cfg = resolve(profile, overrides or {})  # fails before any work starts
@@ -32,6 +45,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    _show_notebook_output()
     with study.lock():
         os.environ["KDCAL_LOCK_OWNER"] = (study.root / ".lock").read_text().strip()
         write_json({"profile": profile, "overrides": params, "config": cfg.to_dict()},
@@ -45,10 +59,14 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
                 pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
                                     parameters={"profile": profile, "overrides": params,
                                                 "study_dir": str(study.root)},
-                                    cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=False)
+                                    cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)
             except PapermillExecutionError as exc:
                 raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "
                                      f"{exc.evalue} (partly executed notebook kept at {target})") from None
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
+        from .report import build_report
+
+        report = build_report(study.root, NOTEBOOKS, f"kdcal study: profile {profile}")
+        log(f"== report: {report}")
         write_json({"seconds": time.perf_counter() - t_start}, study.root / "timing.json")
     return study.root

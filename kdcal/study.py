@@ -66,7 +66,7 @@ def teacher_recipe(cfg: StudyConfig) -> Recipe:
 
 
 def student_recipe(cfg: StudyConfig) -> Recipe:
-    return Recipe(cfg.student_epochs, cfg.batch_size, cfg.student_lr, cfg.momentum,
+    return Recipe(cfg.student_epochs, cfg.student_batch_size or cfg.batch_size, cfg.student_lr, cfg.momentum,
                   cfg.weight_decay, cfg.schedule, list(cfg.student_milestones), cfg.gamma,
                   cfg.augment)
 

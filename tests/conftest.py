@@ -31,3 +31,33 @@ def _few_threads():
     torch.set_num_threads(min(old, 2))
     yield
     torch.set_num_threads(old)
+
+
+def kdcal(*args, cwd=None, timeout=900, **popen):
+    """Run the real command line in a subprocess, as a user would."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "kdcal", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                          **popen)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """One complete `kdcal run --profile smoke`, shared by the end-to-end tests (do not modify)."""
+    out = tmp_path_factory.mktemp("smoke") / "study"
+    proc = kdcal("run", "--profile", "smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture
+def smoke_copy(smoke_study, tmp_path):
+    """A private copy of the finished smoke study, free to damage."""
+    import shutil
+
+    dst = tmp_path / "study"
+    shutil.copytree(smoke_study, dst)
+    return dst

@@ -1,26 +1,11 @@
 """End to end: `kdcal run --profile smoke` executes the four notebooks with papermill."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def kdcal(*args, cwd=None, timeout=900):
-    return subprocess.run([sys.executable, "-m", "kdcal", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-
-
-@pytest.fixture(scope="session")
-def smoke_study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "study"
-    proc = kdcal("run", "--profile", "smoke", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+from conftest import kdcal
 
 
 def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
@@ -77,3 +62,12 @@ def test_cli_user_errors_are_one_line_without_traceback(tmp_path, args, needle):
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists(), "nothing may start before the config is valid"
+
+
+def test_report_is_one_page_with_figures_and_no_code(smoke_study):
+    html = (smoke_study / "report.html").read_text()
+    assert html.count("<img") >= 6
+    assert "import kdcal" not in html and "study.train_teachers" not in html
+    for heading in ("Train a family of teachers", "Measure and calibrate", "Distill one student",
+                    "What do the data say", "The claims, tested"):
+        assert heading in html
