@@ -5,11 +5,10 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 SET    ?=
 
-.PHONY: study test install lab smoke bench clean
+.PHONY: study test install data lab smoke bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned, so netcal's dependencies (pyro, gpytorch) cannot move it
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[test]"
@@ -18,7 +17,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-study: install
+# Fashion-MNIST: a local copy ($KDCAL_DATA or ./data), else Debian's package, else torchvision downloads it.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ] || [ -d "$${KDCAL_DATA:-data}/FashionMNIST/raw" ]; then \
+	  echo "Fashion-MNIST: found locally"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || \
+	  echo "Fashion-MNIST: apt-get failed; torchvision will download it"; \
+	else \
+	  echo "Fashion-MNIST: not installed (sudo apt-get install dataset-fashion-mnist); torchvision will download it"; \
+	fi
+
+study: install data
 	$(VENV)/bin/kdcal run --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 
 test: install

@@ -175,6 +175,40 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2) -> 
     return rows
 
 
+def accuracy_check(arch: str = "resnet20", seeds=(0, 1, 2), profile: str = "quick") -> list[dict]:
+    """Same recipe and seeds with fp32 and with the engine's bf16: test accuracy side by side."""
+    from .analysis import t_interval
+    from .config import resolve
+    from .distill import make_loss
+    from .metrics import summarize
+    from .study import engine_for, load_splits, teacher_recipe
+    from .train import predict
+
+    cfg = resolve(profile)
+    rows = []
+    for amp in ("off", "bf16"):
+        engine = make_engine(cfg.device, amp)
+        splits = load_splits(cfg, engine)
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = build_model(arch, splits.in_channels, splits.num_classes)
+            t0 = time.perf_counter()
+            out = train_group({arch: Member(model, make_loss("baseline", cfg.tau, cfg.alpha))}, splits,
+                              teacher_recipe(cfg), seed, engine, log=lambda s: None)
+            seconds = time.perf_counter() - t0
+            z = predict(out["models"][arch], splits.test_x, splits, engine)
+            m = summarize(z, splits.test_y.cpu())
+            rows.append({"amp": amp, "seed": seed, "seconds": seconds, **m})
+            print(f"{arch} {profile} recipe, amp {amp:<4} seed {seed}: test acc {m['acc']:.4f} "
+                  f"ece {m['ece']:.4f} nll {m['nll']:.4f} ({seconds:.0f}s)", flush=True)
+    diffs = [b["acc"] - a["acc"] for a, b in zip(rows[:len(seeds)], rows[len(seeds):])]
+    mean, _, lo, hi, n = t_interval(diffs)
+    print(f"bf16 - fp32 test accuracy, paired by seed: {mean:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, n={n}); "
+          f"time fp32 {sum(r['seconds'] for r in rows[:len(seeds)]):.0f}s, "
+          f"bf16 {sum(r['seconds'] for r in rows[len(seeds):]):.0f}s")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m kdcal.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,8 +216,14 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the standard loop")
     p.add_argument("--quick-only", action="store_true", help="only the Fashion-MNIST-shaped pair")
+    p.add_argument("--accuracy", action="store_true",
+                   help="instead: train resnet20 on the quick profile's data with fp32 and bf16 "
+                        "(3 seeds each) and compare test accuracy")
     args = p.parse_args(argv)
-    run(args.steps, args.device, args.quick_only, args.workers)
+    if args.accuracy:
+        accuracy_check()
+    else:
+        run(args.steps, args.device, args.quick_only, args.workers)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""Temperature scaling (Guo et al. 2017) fitted on validation logits.
+"""Post-hoc calibrators fitted on validation logits.
 
-T is optimised as log T so it stays positive, by L-BFGS on the NLL in float64, and the fit is
-checked: a non-finite input, probabilities passed as logits, or a gradient that did not vanish
-raise :class:`CalibrationError` instead of returning a silent T.
+Temperature scaling (Guo et al. 2017): T is optimised as log T so it stays positive, by L-BFGS on
+the NLL in float64, and the fit is checked: a non-finite input, probabilities passed as logits, or
+a gradient that did not vanish raise :class:`CalibrationError` instead of returning a silent T.
+
+:class:`Calibrator` is the common interface of every method (temperature, vector and matrix
+scaling, and netcal's histogram binning, isotonic regression and beta calibration): ``fit`` on
+validation logits and labels, ``predict_proba`` gives the calibrated [n, k] distribution,
+``target_logits`` its log (usable as a teacher's logits in distillation), and ``state`` /
+``from_state`` a JSON round trip that reproduces ``predict_proba`` bit for bit.
 """
 from __future__ import annotations
 
@@ -25,15 +31,21 @@ def _as_logits(logits, labels, who: str):
     if z.ndim != 2 or y.ndim != 1 or len(z) != len(y) or len(y) == 0:
         raise CalibrationError(f"{who}: expected logits [n, classes] and labels [n], got "
                                f"{tuple(z.shape)} and {tuple(y.shape)}")
-    if not torch.isfinite(z).all():
-        raise CalibrationError(f"{who}: logits contain NaN or inf")
+    _reject_non_logits(z, who)
     if int(y.min()) < 0 or int(y.max()) >= z.shape[1]:
         raise CalibrationError(f"{who}: labels outside 0..{z.shape[1] - 1}")
+    return z, y
+
+
+def _reject_non_logits(z: torch.Tensor, who: str) -> None:
+    """NaN or inf, or rows that are probabilities (in [0, 1], summing to 1), are not logits."""
+    if not torch.isfinite(z).all():
+        raise CalibrationError(f"{who}: logits contain NaN or inf")
     rows = z.sum(dim=1)
-    if (z >= 0).all() and (z <= 1).all() and torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+    if len(z) and (z >= 0).all() and (z <= 1).all() and \
+            torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
         raise CalibrationError(f"{who}: got probabilities where logits are expected "
                                "(pass the model's raw outputs, or log-probabilities)")
-    return z, y
 
 
 def fit_temperature(logits, labels, max_iter: int = 200) -> float:
@@ -64,3 +76,499 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
 def apply_temperature(logits, temperature: float):
     """Logits divided by T (same type as given)."""
     return logits / temperature
+
+
+
+# ---------------------------------------------------------------- the calibrator interface
+PROB_FLOOR = 1e-12  # target_logits = log(max(p, PROB_FLOOR))
+
+
+def _to_numpy_logits(logits, who: str, num_classes: int | None) -> np.ndarray:
+    """Logits to predict on, as float64 [n, k]; same checks as at fit time (n = 0 allowed)."""
+    z = torch.as_tensor(np.asarray(logits) if not isinstance(logits, torch.Tensor) else logits)
+    z = z.detach().cpu().to(torch.float64)
+    if num_classes is None:
+        raise CalibrationError(f"{who}: not fitted (call fit on validation logits first)")
+    if z.ndim != 2 or z.shape[1] != num_classes:
+        raise CalibrationError(f"{who}: expected logits [n, {num_classes}], got {tuple(z.shape)}")
+    _reject_non_logits(z, who)
+    return z.numpy()
+
+
+def _renormalise(p: np.ndarray) -> np.ndarray:
+    """Rows made a distribution: NaN and negatives to 0, each row divided by its sum; a row that
+    is all zero (every one-vs-rest map said 0) becomes uniform."""
+    p = np.nan_to_num(np.asarray(p, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    p = np.clip(p, 0.0, None)
+    rows = p.sum(axis=1, keepdims=True)
+    empty = ~(rows[:, 0] > 0)
+    if empty.any():
+        p[empty] = 1.0 / p.shape[1]
+        rows[empty] = 1.0
+    return p / rows
+
+
+def _lbfgs(params: list, objective, who: str, max_iter: int, restarts: int = 3) -> float:
+    """Minimise ``objective()`` over ``params`` by L-BFGS (strong Wolfe) in float64; checked.
+
+    Converged means max |gradient| <= 1e-5 * max(1, loss), the criterion of
+    :func:`fit_temperature`. L-BFGS may stop early on a flat stretch, so it is restarted up to
+    ``restarts`` times (each with ``max_iter`` iterations) before giving up.
+    """
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-10,
+                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    grad = float("inf")
+    for _ in range(restarts):
+        opt.step(closure)
+        loss = float(closure().detach())
+        grad = max(float(p.grad.abs().max()) for p in params)
+        if not np.isfinite(loss) or not all(bool(torch.isfinite(p).all()) for p in params):
+            raise CalibrationError(f"{who}: optimisation diverged (loss {loss})")
+        if grad <= 1e-5 * max(1.0, loss):
+            return loss
+    raise CalibrationError(f"{who}: did not converge (max |dloss/dparam|={grad:.2e} after "
+                           f"{restarts} x {max_iter} L-BFGS iterations)")
+
+
+class Calibrator:
+    """A post-hoc calibrator: fitted on validation logits only, then applied to any logits.
+
+    Subclasses set ``name``, take their hyperparameters as keyword arguments (recorded in
+    ``state()["params"]``) and implement ``_fit(z, y)`` (float64 tensor [n, k], long tensor [n]),
+    ``_predict(z)`` (numpy [n, k] -> probabilities, renormalised here) and
+    ``_fitted()`` / ``_restore(fitted)`` (JSON-able fitted parameters).
+    """
+
+    name = "calibrator"
+
+    def __init__(self):
+        self.num_classes: int | None = None
+
+    # -- public API
+    def fit(self, logits, labels) -> "Calibrator":
+        z, y = _as_logits(logits, labels, self.name)
+        self.num_classes = None  # a failed refit leaves the calibrator unfitted, not half-fitted
+        self._fit(z, y)
+        self.num_classes = int(z.shape[1])
+        return self
+
+    def predict_proba(self, logits) -> np.ndarray:
+        """The calibrated distribution [n, k], float64, rows summing to 1."""
+        z = _to_numpy_logits(logits, self.name, self.num_classes)
+        if len(z) == 0:
+            return np.zeros((0, self.num_classes))
+        return _renormalise(self._predict(z))
+
+    def target_logits(self, logits) -> np.ndarray:
+        """``log(max(predict_proba, 1e-12))``: logits whose softmax is the calibrated distribution
+        (up to the floor), so ``softmax(target_logits / tau)`` is it sharpened or softened at tau.
+        Classes with probability below 1e-12 are raised to the floor (visible at large tau)."""
+        return np.log(np.clip(self.predict_proba(logits), PROB_FLOOR, None))
+
+    def params(self) -> dict:
+        return {}
+
+    def state(self) -> dict:
+        if self.num_classes is None:
+            raise CalibrationError(f"{self.name}: not fitted, nothing to save")
+        return {"name": self.name, "num_classes": int(self.num_classes), "params": self.params(),
+                "fitted": self._fitted()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Calibrator":
+        if not isinstance(state, dict) or state.get("name") != cls.name:
+            got = state.get("name") if isinstance(state, dict) else type(state).__name__
+            raise CalibrationError(f"{cls.name}: state is for calibrator {got!r}")
+        try:
+            cal = cls(**state.get("params", {}))
+            cal.num_classes = int(state["num_classes"])
+            cal._restore(state["fitted"])
+        except CalibrationError:
+            raise
+        except Exception as exc:
+            raise CalibrationError(f"{cls.name}: unreadable state ({type(exc).__name__}: {exc})") \
+                from None
+        return cal
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args}){'' if self.num_classes else ' [not fitted]'}"
+
+    # -- to implement
+    def _fit(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _predict(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _fitted(self) -> dict:
+        raise NotImplementedError
+
+    def _restore(self, fitted: dict) -> None:
+        raise NotImplementedError
+
+
+class TemperatureCalibrator(Calibrator):
+    """softmax(z / T) with T from :func:`fit_temperature` (T, not netcal's weight 1/T)."""
+
+    name = "temperature"
+
+    def __init__(self, max_iter: int = 200):
+        super().__init__()
+        self.max_iter = int(max_iter)
+        self.temperature: float | None = None
+
+    def params(self) -> dict:
+        return {"max_iter": self.max_iter}
+
+    def _fit(self, z, y):
+        self.temperature = fit_temperature(z, y, max_iter=self.max_iter)
+
+    def _predict(self, z):
+        from .metrics import softmax
+
+        return softmax(apply_temperature(z, self.temperature))
+
+    def _fitted(self):
+        return {"temperature": float(self.temperature)}
+
+    def _restore(self, fitted):
+        self.temperature = float(fitted["temperature"])
+
+
+class VectorScaling(Calibrator):
+    """Vector scaling (Guo et al. 2017): softmax(z * w + b), per-class w and b.
+
+    Fitted by L-BFGS on the mean NLL in float64 plus ``reg * (||w - 1||^2 + ||b||^2)``; the small
+    L2 also fixes b's free shift (NLL is unchanged by b + c), so the fitted b has mean ~0.
+    """
+
+    name = "vector"
+
+    def __init__(self, reg: float = 1e-4, max_iter: int = 500):
+        super().__init__()
+        self.reg, self.max_iter = float(reg), int(max_iter)
+        self.w: np.ndarray | None = None
+        self.b: np.ndarray | None = None
+
+    def params(self) -> dict:
+        return {"reg": self.reg, "max_iter": self.max_iter}
+
+    def _fit(self, z, y):
+        k = z.shape[1]
+        w = torch.ones(k, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+
+        def objective():
+            penalty = ((w - 1) ** 2).sum() + (b ** 2).sum()
+            return F.cross_entropy(z * w + b, y) + self.reg * penalty
+
+        _lbfgs([w, b], objective, self.name, self.max_iter)
+        self.w, self.b = w.detach().numpy().copy(), b.detach().numpy().copy()
+
+    def _predict(self, z):
+        from .metrics import softmax
+
+        return softmax(z * self.w + self.b)
+
+    def _fitted(self):
+        return {"w": self.w.tolist(), "b": self.b.tolist()}
+
+    def _restore(self, fitted):
+        self.w = np.asarray(fitted["w"], dtype=np.float64)
+        self.b = np.asarray(fitted["b"], dtype=np.float64)
+        if self.w.shape != (self.num_classes,) or self.b.shape != (self.num_classes,):
+            raise CalibrationError(f"{self.name}: state has w {self.w.shape}, b {self.b.shape} for "
+                                   f"{self.num_classes} classes")
+
+
+class MatrixScaling(Calibrator):
+    """Matrix scaling: softmax(z W^T + b), W [k, k], b [k], regularised ODIR-style.
+
+    ODIR (Kull et al. 2019, "off-diagonal and intercept regularisation"): the loss is the mean NLL
+    plus ``reg_offdiag / (k (k - 1)) * sum_{i != j} W_ij^2 + reg_bias / k * sum_j b_j^2``; the
+    diagonal is not penalised, so W = diag(w) (vector scaling) is free. L-BFGS in float64 from
+    W = I, b = 0, convergence checked as for temperature scaling.
+    """
+
+    name = "matrix"
+
+    def __init__(self, reg_offdiag: float = 1e-2, reg_bias: float = 1e-2, max_iter: int = 1000):
+        super().__init__()
+        self.reg_offdiag, self.reg_bias = float(reg_offdiag), float(reg_bias)
+        self.max_iter = int(max_iter)
+        self.W: np.ndarray | None = None
+        self.b: np.ndarray | None = None
+
+    def params(self) -> dict:
+        return {"reg_offdiag": self.reg_offdiag, "reg_bias": self.reg_bias,
+                "max_iter": self.max_iter}
+
+    def _fit(self, z, y):
+        k = z.shape[1]
+        W = torch.eye(k, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+        off = 1.0 - torch.eye(k, dtype=torch.float64)
+        off_scale = self.reg_offdiag / max(k * (k - 1), 1)
+
+        def objective():
+            return (F.cross_entropy(z @ W.T + b, y) + off_scale * ((W * off) ** 2).sum()
+                    + self.reg_bias / k * (b ** 2).sum())
+
+        _lbfgs([W, b], objective, self.name, self.max_iter)
+        self.W, self.b = W.detach().numpy().copy(), b.detach().numpy().copy()
+
+    def _predict(self, z):
+        from .metrics import softmax
+
+        return softmax(z @ self.W.T + self.b)
+
+    def _fitted(self):
+        return {"W": self.W.tolist(), "b": self.b.tolist()}
+
+    def _restore(self, fitted):
+        k = self.num_classes
+        self.W = np.asarray(fitted["W"], dtype=np.float64)
+        self.b = np.asarray(fitted["b"], dtype=np.float64)
+        if self.W.shape != (k, k) or self.b.shape != (k,):
+            raise CalibrationError(f"{self.name}: state has W {self.W.shape}, b {self.b.shape} for "
+                                   f"{k} classes")
+
+
+# ---------------------------------------------------------------- netcal wrappers
+def _encode(obj):
+    """netcal/sklearn parameter trees to JSON: arrays become {"__ndarray__", dtype, shape}."""
+    from sklearn.isotonic import IsotonicRegression as SkIsotonic
+
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype), "shape": list(obj.shape)}
+    if isinstance(obj, SkIsotonic):  # sklearn's own pickle state, without the interp1d it rebuilds
+        return {"__sklearn_isotonic__": _encode(obj.__getstate__())}
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v) for v in obj]
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def _decode(obj):
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return np.array(obj["__ndarray__"], dtype=obj["dtype"]).reshape(obj["shape"])
+        if "__sklearn_isotonic__" in obj:
+            from sklearn.isotonic import IsotonicRegression as SkIsotonic
+
+            iso = SkIsotonic.__new__(SkIsotonic)
+            iso.__setstate__(_decode(obj["__sklearn_isotonic__"]))
+            return iso
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def _quiet_netcal(who: str, fn, *args, **kw):
+    """Call netcal with its prints turned into warnings and its errors into CalibrationError."""
+    import contextlib
+    import io
+    import warnings
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), np.errstate(divide="ignore", invalid="ignore"):
+            out = fn(*args, **kw)
+    except CalibrationError:
+        raise
+    except Exception as exc:
+        raise CalibrationError(f"{who}: netcal failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        for line in dict.fromkeys(buf.getvalue().splitlines()):  # unique, in order
+            if line.strip():
+                warnings.warn(f"{who}: netcal: {line.strip()}", stacklevel=3)
+    return out
+
+
+class _NetcalCalibrator(Calibrator):
+    """A netcal method applied to softmax(logits); its output rows are renormalised.
+
+    netcal takes probabilities. With k > 2 classes, HistogramBinning and IsotonicRegression fit
+    one binary map per class (one-vs-rest on p[:, c] against labels == c; a class absent from the
+    validation labels gets no map and probability 0) and divide each row by its sum; with k = 2
+    they calibrate p[:, 1] alone and return a 1-d array, turned back into [1 - q, q] here. Rows
+    whose one-vs-rest values are all 0 (netcal would return 0/0 = NaN) become uniform.
+    """
+
+    def _make(self):
+        raise NotImplementedError
+
+    def _fit(self, z, y):
+        from .metrics import softmax
+
+        self._model = self._make()
+        _quiet_netcal(self.name, self._model.fit, softmax(z.numpy()), y.numpy())
+
+    def _predict(self, z):
+        from .metrics import softmax
+
+        q = np.asarray(_quiet_netcal(self.name, self._model.transform, softmax(z)),
+                       dtype=np.float64)
+        if q.ndim == 1:  # binary: netcal calibrated the probability of class 1
+            q = np.stack([1.0 - q, q], axis=1)
+        return q
+
+    def _fitted(self):
+        """netcal's fitted parameters, ``get_params(deep=True)``, as JSON (arrays tagged)."""
+        return {"netcal": _encode(self._model.get_params(deep=True))}
+
+    def _restore(self, fitted):
+        """Rebuild the netcal model with ``set_params`` (which recreates the one-vs-rest models)."""
+        self._model = self._make().set_params(**_decode(fitted["netcal"]))
+
+
+class HistogramCalibrator(_NetcalCalibrator):
+    """netcal ``HistogramBinning`` (Zadrozny & Elkan 2001), one-vs-rest for k > 2.
+
+    State: netcal's fitted parameters (``get_params(deep=True)``: bin bounds and bin maps of every
+    one-vs-rest model) as JSON arrays; ``from_state`` rebuilds the model with ``set_params``,
+    no refit. Note: netcal fits bins closed on the left but ``transform`` looks values up in bins
+    closed on the right (``np.digitize(right=True)``); a probability exactly on an edge therefore
+    gets the bin below at prediction time.
+    """
+
+    name = "histogram"
+
+    def __init__(self, bins: int = 10):
+        super().__init__()
+        self.bins = int(bins)
+        self._model = None
+
+    def params(self):
+        return {"bins": self.bins}
+
+    def _make(self):
+        from netcal.binning import HistogramBinning
+
+        return HistogramBinning(bins=self.bins)
+
+
+class IsotonicCalibrator(_NetcalCalibrator):
+    """netcal ``IsotonicRegression`` (Zadrozny & Elkan 2002), one-vs-rest for k > 2.
+
+    State: netcal's ``get_params(deep=True)``, where each one-vs-rest model holds a fitted sklearn
+    ``IsotonicRegression``; that is stored as sklearn's own pickle state (``__getstate__``: the
+    thresholds ``X_thresholds_``, ``y_thresholds_``, ``X_min_``, ``X_max_``, ...) as JSON arrays,
+    and restored with ``__setstate__``, which rebuilds the interpolation. No refit, no pickle.
+    """
+
+    name = "isotonic"
+
+    def __init__(self):
+        super().__init__()
+        self._model = None
+
+    def _make(self):
+        from netcal.binning import IsotonicRegression
+
+        return IsotonicRegression()
+
+
+class BetaCalibrator(_NetcalCalibrator):
+    """netcal ``BetaCalibration`` (Kull et al. 2017), maximum-likelihood fit (``method='mle'``).
+
+    Not one-vs-rest: for k > 2 netcal fits one multinomial model,
+    ``softmax_c(a_c log p_c - b_c log(1 - p_c) + c_c)`` (a, b >= 0, refitted with a negative one
+    pinned at 0), by scipy L-BFGS-B with numerical gradients; for k = 2 the binary beta map on
+    p[:, 1]. netcal reports no convergence flag, so only finiteness of the result is checked.
+    State: the fitted ``weights`` (a, b interleaved, 2k) and ``bias`` (k) arrays; ``from_state``
+    rebuilds netcal's model sites with ``prior()`` and sets these values, no refit.
+    """
+
+    name = "beta"
+
+    def __init__(self):
+        super().__init__()
+        self._model = None
+
+    def _make(self):
+        from netcal.scaling import BetaCalibration
+
+        return BetaCalibration(method="mle")
+
+    def _fit(self, z, y):
+        from .metrics import softmax
+
+        self._model = self._make()
+        _quiet_netcal(self.name, self._model.fit, softmax(z.numpy()), y.numpy(), tensorboard=False)
+        sites = self._model._sites
+        if not all(np.isfinite(sites[s]["values"]).all() for s in ("weights", "bias")):
+            raise CalibrationError(f"{self.name}: fit gave non-finite parameters")
+
+    def _fitted(self):
+        sites = self._model._sites
+        return {"weights": _encode(np.asarray(sites["weights"]["values"], dtype=np.float64)),
+                "bias": _encode(np.asarray(sites["bias"]["values"], dtype=np.float64))}
+
+    def _restore(self, fitted):
+        model = self._make()
+        # the state netcal's fit leaves (AbstractCalibration.fit + AbstractLogisticRegression.fit)
+        model.num_classes = max(2, self.num_classes)
+        model.independent_probabilities = False
+        model.num_features = 1
+        model.prior(dtype=torch.float64)
+        for site in model._sites.values():
+            site["prior"] = site["prior"].to_event(1)  # netcal: .independent(1), an alias
+        for key in ("weights", "bias"):
+            values = _decode(fitted[key])
+            expected = model._sites[key]["init"]["mean"].shape[0]
+            if values.shape != (expected,):
+                raise CalibrationError(f"{self.name}: state {key} has shape {values.shape}, "
+                                       f"expected ({expected},)")
+            model._sites[key]["values"] = values
+        self._model = model
+
+
+CALIBRATORS: dict[str, type[Calibrator]] = {
+    c.name: c for c in (TemperatureCalibrator, VectorScaling, MatrixScaling, HistogramCalibrator,
+                        IsotonicCalibrator, BetaCalibrator)
+}
+
+
+def make_calibrator(name: str, **kw) -> Calibrator:
+    """A new, unfitted calibrator by name (hyperparameters as keywords)."""
+    if name not in CALIBRATORS:
+        raise ValueError(f"unknown calibrator {name!r}; valid names: {', '.join(CALIBRATORS)}")
+    return CALIBRATORS[name](**kw)
+
+
+def save_calibrator(cal: Calibrator, path) -> None:
+    """Write ``cal.state()`` (which records the calibrator's name) as JSON, atomically."""
+    from .store import write_json
+
+    write_json(cal.state(), path)
+
+
+def load_calibrator(path) -> Calibrator:
+    """The calibrator saved by :func:`save_calibrator` at ``path``."""
+    from .store import read_json
+
+    state = read_json(path)
+    name = state.get("name") if isinstance(state, dict) else None
+    if name not in CALIBRATORS:
+        raise CalibrationError(f"{path}: not a saved calibrator (name {name!r}; valid names: "
+                               f"{', '.join(CALIBRATORS)})")
+    return CALIBRATORS[name].from_state(state)

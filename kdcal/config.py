@@ -36,6 +36,8 @@ class StudyConfig:
     synthetic_size: int = 16
     synthetic_train: int = 1200
     synthetic_test: int = 400
+    synthetic_channels: int = 1
+    synthetic_classes: int = 10
     # models
     teachers: list = field(default_factory=lambda: ["resnet8", "resnet14", "resnet20", "resnet44"])
     student: str = "resnet8"
@@ -188,7 +190,8 @@ def validate(cfg: StudyConfig) -> None:
     for mode in cfg.modes:
         _choice("mode", mode, MODES)
     for name in ("teacher_epochs", "student_epochs", "batch_size", "ece_bins", "eval_batch_size",
-                 "val_size", "synthetic_size", "synthetic_train", "synthetic_test"):
+                 "val_size", "synthetic_size", "synthetic_train", "synthetic_test",
+                 "synthetic_channels", "synthetic_classes"):
         _range(name, getattr(cfg, name), 1)
     for name in ("train_size", "test_size", "split_seed", "threads", "student_batch_size"):
         _range(name, getattr(cfg, name), 0)

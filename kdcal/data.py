@@ -37,8 +37,20 @@ class DatasetError(RuntimeError):
     """A dataset is missing or unreadable; the message says which file and how to fix it."""
 
 
+class _ImageShape:
+    """Shape facts read off ``train_x`` [N, C, H, W]."""
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+
 @dataclass
-class Dataset:
+class Dataset(_ImageShape):
     name: str
     train_x: torch.Tensor  # uint8 [N, C, H, W]
     train_y: torch.Tensor  # int64 [N]
@@ -49,14 +61,6 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train_x.shape[1])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
 
 
 def default_root(root: str | os.PathLike | None = None) -> Path:
@@ -235,7 +239,7 @@ def split_indices(n: int, val_size: int, seed: int, train_size: int = 0):
 
 
 @dataclass
-class Splits:
+class Splits(_ImageShape):
     """Train/val/test tensors (uint8 images) on one device, plus normalisation constants."""
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -247,14 +251,6 @@ class Splits:
     std: torch.Tensor
     num_classes: int
     classes: list[str]
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train_x.shape[1])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         return (x_uint8.float().div_(255) - self.mean) / self.std

@@ -26,7 +26,8 @@ from .train import Engine, Member, Recipe, make_engine, predict, train_group
 def data_config(cfg: StudyConfig) -> dict:
     keys = ["dataset", "train_size", "val_size", "test_size", "split_seed"]
     if cfg.dataset == "synthetic":
-        keys += ["synthetic_size", "synthetic_train", "synthetic_test"]
+        keys += ["synthetic_size", "synthetic_train", "synthetic_test", "synthetic_channels",
+                 "synthetic_classes"]
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -35,10 +36,12 @@ def _splits(data_json: str, root: str, download: bool, device: str) -> Splits:
     import json
 
     d = json.loads(data_json)
-    ds = load_dataset(d["dataset"], root or None, download, n_train=d.get("synthetic_train", 0),
-                      n_test=d.get("synthetic_test", 0), size=d.get("synthetic_size", 16),
-                      seed=d["split_seed"]) if d["dataset"] == "synthetic" else \
-        load_dataset(d["dataset"], root or None, download)
+    if d["dataset"] == "synthetic":
+        ds = load_dataset("synthetic", n_train=d["synthetic_train"], n_test=d["synthetic_test"],
+                          size=d["synthetic_size"], channels=d["synthetic_channels"],
+                          num_classes=d["synthetic_classes"], seed=d["split_seed"])
+    else:
+        ds = load_dataset(d["dataset"], root or None, download)
     return make_splits(ds, d["val_size"], d["split_seed"], d["train_size"], d["test_size"], device)
 
 

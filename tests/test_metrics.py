@@ -193,6 +193,336 @@ def test_agreement():
 def test_summarize_keys_and_values():
     z, y = _logits(seed=11), _labels(seed=12)
     out = metrics.summarize(z, y)
-    assert set(out) == {"acc", "ece", "nll", "brier"}
+    assert set(out) == {"acc", "ece", "nll", "brier", "ace", "mce", "classwise_ece"}
     assert out["ece"] == pytest.approx(reference_ece(metrics.softmax(z), y), abs=1e-9)
     assert out["nll"] == pytest.approx(metrics.nll(z, y))
+
+
+# ---------------------------------------------------------------- ACE, MCE, classwise ECE
+# Conventions (kdcal follows netcal; see the metrics module docstring):
+# * equal-width bins [b/B, (b+1)/B), the last one [(B-1)/B, 1] closed, so confidence 1.0 is in
+#   the last bin. torchmetrics gives 1.0 an extra bin of its own, casts multiclass confidences to
+#   float32, and its float64 torch.linspace edge 11/15 is one ulp high. So torchmetrics is compared
+#   on inputs without ties (no confidence on an edge or equal to 1), and the tie cases are
+#   asserted against netcal and the hand references below.
+# * ACE = ECE with equal-mass bins (netcal ECE(equal_intervals=False)), not netcal's ACE class.
+def _sampled(n=600, k=10, scale=3.0, t=1.1, seed=0):
+    """Probabilities and labels drawn from softmax(z / t): slightly over-confident and
+    informative, so per-bin gaps change sign (from sampling noise) and ECE, ACE and MCE differ."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    q = metrics.softmax(z / t)
+    y = np.minimum((q.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1), k - 1)
+    return metrics.softmax(z), y
+
+
+def reference_ace(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Equal-mass top-1 ECE by hand: edges = quantiles of the confidences (linear interpolation)
+    at j / n_bins, first edge 0 and last 1 (netcal 1.4); bins [lo, hi), the last closed; with tied
+    edges a value goes to the last bin whose lower edge is <= it."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    edges = np.quantile(conf, [j / n_bins for j in range(n_bins + 1)])
+    edges[0], edges[-1] = 0.0, 1.0
+    bins = np.array([max(b for b in range(n_bins) if edges[b] <= c) for c in conf])
+    total = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return total
+
+
+def reference_mce(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Max over non-empty equal-width bins of |acc - conf| (same bins as reference_ece)."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    worst = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        in_bin = (conf >= lo) & ((conf < hi) if b < n_bins - 1 else (conf <= hi))
+        if in_bin.any():
+            worst = max(worst, abs(correct[in_bin].mean() - conf[in_bin].mean()))
+    return worst
+
+
+def reference_classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Kull et al. (2019) classwise ECE by hand: for each class c, the equal-width-bin ECE of
+    p[:, c] against 1[label == c], then the mean over all k classes. Plain loops, no netcal."""
+    n, k = probs.shape
+    per_class = []
+    for c in range(k):
+        total = 0.0
+        for b in range(n_bins):
+            lo, hi = b / n_bins, (b + 1) / n_bins
+            last = b == n_bins - 1
+            members = [i for i in range(n)
+                       if lo <= probs[i, c] and (probs[i, c] < hi or (last and probs[i, c] <= hi))]
+            if members:
+                freq = sum(1.0 for i in members if labels[i] == c) / len(members)
+                conf = sum(probs[i, c] for i in members) / len(members)
+                total += len(members) / n * abs(freq - conf)
+        per_class.append(total)
+    return sum(per_class) / k
+
+
+def _netcal_ace(p, y, n_bins=15):
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.int64)
+    return ECE(bins=n_bins, equal_intervals=False).measure(conf, correct)
+
+
+def _netcal_mce(p, y, n_bins=15):
+    from netcal.metrics import MCE
+
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.int64)
+    return MCE(bins=n_bins).measure(conf, correct)
+
+
+def _netcal_classwise(p, y, n_bins=15):
+    return float(np.mean([ECE(bins=n_bins).measure(p[:, c], (y == c).astype(np.int64))
+                          for c in range(p.shape[1])]))
+
+
+def _tm_ce(p, y, norm, n_bins=15):
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    return tmc.multiclass_calibration_error(torch.from_numpy(p), torch.from_numpy(y),
+                                            num_classes=p.shape[1], n_bins=n_bins, norm=norm).item()
+
+
+def _tm_classwise(p, y, n_bins=15):
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    return float(np.mean([tmc.binary_calibration_error(
+        torch.from_numpy(p[:, c]), torch.from_numpy((y == c).astype(np.int64)),
+        n_bins=n_bins, norm="l1").item() for c in range(p.shape[1])]))
+
+
+def _on_edges(x: np.ndarray, n_bins: int) -> bool:
+    """Any value within float32 rounding of an edge b / n_bins, b = 1..n_bins (0 is no tie)."""
+    s = np.asarray(x) * n_bins
+    return bool(np.any((np.abs(s - np.round(s)) < 1e-6) & (np.round(s) >= 1)))
+
+
+def _edge_probs(k: int, n_bins: int = 15, reps: int = 3):
+    """Top-1 confidences exactly j / n_bins (and 1.0), the rest spread evenly; plus neighbours
+    0.01 either side of each edge so a tie decides which bin the edge sample joins."""
+    js = [j for j in range(1, n_bins + 1) if j / n_bins > (1 - j / n_bins) / (k - 1)]
+    conf = []
+    for j in js:
+        conf += [j / n_bins, j / n_bins - 0.01] + ([j / n_bins + 0.01] if j < n_bins else [])
+    conf = np.array(conf * reps)
+    conf = conf[conf > 1.0 / k + 0.02]
+    p = np.zeros((len(conf), k))
+    p[:, 0] = conf
+    p[:, 1:] = ((1 - conf) / (k - 1))[:, None]
+    y = (np.arange(len(conf)) * 7 // 3) % k
+    return p, y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_new_metrics_equal_netcal_and_references_random(seed, k):
+    p, y = _sampled(k=k, seed=seed, scale=3.0 if k > 2 else 2.0)
+    assert metrics.ace(p, y) == pytest.approx(_netcal_ace(p, y), abs=1e-9)
+    assert metrics.ace(p, y) == pytest.approx(reference_ace(p, y), abs=1e-9)
+    assert metrics.mce(p, y) == pytest.approx(_netcal_mce(p, y), abs=1e-9)
+    assert metrics.mce(p, y) == pytest.approx(reference_mce(p, y), abs=1e-9)
+    cw = metrics.classwise_ece(p, y)
+    assert cw == pytest.approx(_netcal_classwise(p, y), abs=1e-9)
+    assert cw == pytest.approx(reference_classwise_ece(p, y), abs=1e-9)
+    # the metrics measure different things on these inputs
+    assert metrics.ace(p, y) != pytest.approx(metrics.ece(p, y), abs=1e-6)
+    assert metrics.mce(p, y) > metrics.ece(p, y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_new_metrics_equal_torchmetrics_without_ties(seed, k):
+    p, y = _sampled(k=k, seed=seed, scale=3.0 if k > 2 else 2.0)
+    assert not _on_edges(p.max(axis=1), 15) and not _on_edges(p, 15)
+    assert metrics.ece(p, y) == pytest.approx(_tm_ce(p, y, "l1"), abs=1e-6)
+    assert metrics.mce(p, y) == pytest.approx(_tm_ce(p, y, "max"), abs=1e-6)
+    assert metrics.classwise_ece(p, y) == pytest.approx(_tm_classwise(p, y), abs=1e-6)
+
+
+@pytest.mark.parametrize("n_bins", [15, 10, 7])
+def test_new_metrics_other_bin_counts(n_bins):
+    p, y = _sampled(n=400, seed=9)
+    assert metrics.ace(p, y, n_bins) == pytest.approx(_netcal_ace(p, y, n_bins), abs=1e-9)
+    assert metrics.ace(p, y, n_bins) == pytest.approx(reference_ace(p, y, n_bins), abs=1e-9)
+    assert metrics.mce(p, y, n_bins) == pytest.approx(reference_mce(p, y, n_bins), abs=1e-9)
+    assert metrics.classwise_ece(p, y, n_bins) == pytest.approx(
+        reference_classwise_ece(p, y, n_bins), abs=1e-9)
+    assert metrics.classwise_ece(p, y, n_bins) == \
+        pytest.approx(_tm_classwise(p, y, n_bins), abs=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 4, 10])
+def test_new_metrics_on_bin_edges_equal_netcal_and_references(k):
+    p, y = _edge_probs(k)
+    assert _on_edges(p.max(axis=1), 15) and (p.max(axis=1) == 1.0).any()
+    assert metrics.mce(p, y) == pytest.approx(_netcal_mce(p, y), abs=1e-12)
+    assert metrics.mce(p, y) == pytest.approx(reference_mce(p, y), abs=1e-12)
+    assert metrics.ece(p, y) == pytest.approx(reference_ece(p, y), abs=1e-12)
+    assert metrics.classwise_ece(p, y) == pytest.approx(_netcal_classwise(p, y), abs=1e-12)
+    assert metrics.classwise_ece(p, y) == pytest.approx(reference_classwise_ece(p, y), abs=1e-12)
+    # many ties: equal-mass edges coincide, which netcal's ECE(equal_intervals=False) rejects
+    assert metrics.ace(p, y) == pytest.approx(reference_ace(p, y), abs=1e-12)
+
+
+@pytest.mark.parametrize("j", [3, 6, 7])
+def test_torchmetrics_multiclass_float32_edges(j):
+    """torchmetrics' multiclass path casts confidences to float32 and builds float32 edges; there
+    float32(j/15) lies below the edge for j = 3, 6, 7, so a confidence of exactly j/15 joins the
+    bin below, where kdcal/netcal put it in the bin above. Nudging the tied value down by 1e-9
+    reproduces torchmetrics' value with kdcal."""
+    edges32 = torch.linspace(0, 1, 16).numpy()
+    assert edges32[j] > np.float32(j / 15)
+    conf = np.array([j / 15, j / 15 - 0.01, j / 15 + 0.01])
+    p = np.concatenate([conf[:, None], np.repeat(((1 - conf) / 9)[:, None], 9, axis=1)], axis=1)
+    y = np.array([1, 0, 1])  # the tied sample and its upper neighbour wrong, the lower one right
+    assert (p.argmax(axis=1) == 0).all()
+    ours = metrics.ece(p, y)
+    assert ours == pytest.approx(reference_ece(p, y), abs=1e-12)
+    assert abs(ours - _tm_ce(p, y, "l1")) > 1e-3
+    nudged = p.copy()
+    nudged[0, 0] -= 1e-9
+    nudged[0, 1] += 1e-9  # still sums to 1
+    assert metrics.ece(nudged, y) == pytest.approx(_tm_ce(p, y, "l1"), abs=1e-6)
+    assert metrics.mce(nudged, y) == pytest.approx(_tm_ce(p, y, "max"), abs=1e-6)
+
+
+def test_confidence_one_convention_differs_from_torchmetrics():
+    """Documents the one tie where the libraries disagree: confidence exactly 1.0.
+
+    kdcal/netcal put it into the last bin [14/15, 1] with the 0.95 sample: |0.5 - 0.975| = 0.475.
+    torchmetrics gives it a bin of its own: 0.5 * |0 - 1| + 0.5 * |1 - 0.95| = 0.525.
+    """
+    p = np.array([[1.0, 0.0, 0.0], [0.95, 0.03, 0.02]])
+    y = np.array([1, 0])
+    assert metrics.ece(p, y) == pytest.approx(0.475, abs=1e-12)
+    assert metrics.ece(p, y) == pytest.approx(reference_ece(p, y), abs=1e-12)
+    assert metrics.mce(p, y) == pytest.approx(0.475, abs=1e-12)
+    assert _tm_ce(p, y, "l1") == pytest.approx(0.525, abs=1e-6)
+    assert _tm_ce(p, y, "max") == pytest.approx(1.0, abs=1e-6)
+
+
+def test_binary_torchmetrics_edge_11_15_is_one_ulp_high():
+    """torchmetrics' float64 binary path builds edges with torch.linspace, whose 11/15 is one ulp
+    above 11/15, so a probability of exactly 11/15 falls one bin lower there than in kdcal."""
+    tmc = pytest.importorskip("torchmetrics.functional.classification")
+    edges = torch.linspace(0, 1, 16, dtype=torch.float64).numpy()
+    assert edges[11] > 11 / 15 and np.array_equal(np.linspace(0, 1, 16), np.arange(16) / 15)
+    # class 0 probabilities: 11/15 (label 1), 11/15 - 0.01 (label 0), 11/15 + 0.01 (label 0)
+    c0 = np.array([11 / 15, 11 / 15 - 0.01, 11 / 15 + 0.01])
+    p = np.stack([c0, 1 - c0], axis=1)
+    y = np.array([1, 0, 0])
+    ours = metrics.classwise_ece(p, y)
+    assert ours == pytest.approx(reference_classwise_ece(p, y), abs=1e-12)
+    assert ours == pytest.approx(_netcal_classwise(p, y), abs=1e-12)
+    theirs = np.mean([tmc.binary_calibration_error(torch.from_numpy(p[:, c]),
+                                                   torch.from_numpy((y == c).astype(np.int64)),
+                                                   n_bins=15, norm="l1").item() for c in range(2)])
+    assert abs(ours - theirs) > 1e-3
+
+
+@pytest.mark.parametrize("k", [2, 10])
+def test_new_metrics_single_class_labels(k):
+    p, _ = _sampled(n=300, k=k, seed=5, scale=2.0)
+    y = np.zeros(300, dtype=np.int64)  # every sample is class 0
+    assert metrics.ace(p, y) == pytest.approx(_netcal_ace(p, y), abs=1e-9)
+    assert metrics.ace(p, y) == pytest.approx(reference_ace(p, y), abs=1e-9)
+    assert metrics.mce(p, y) == pytest.approx(_netcal_mce(p, y), abs=1e-9)
+    assert metrics.classwise_ece(p, y) == pytest.approx(_netcal_classwise(p, y), abs=1e-9)
+    assert metrics.classwise_ece(p, y) == pytest.approx(reference_classwise_ece(p, y), abs=1e-9)
+    assert metrics.ece(p, y) == pytest.approx(_tm_ce(p, y, "l1"), abs=1e-6)
+    assert metrics.mce(p, y) == pytest.approx(_tm_ce(p, y, "max"), abs=1e-6)
+    assert metrics.classwise_ece(p, y) == pytest.approx(_tm_classwise(p, y), abs=1e-6)
+    # an absent class contributes its mean probability: ECE of p[:, c] against all-zero labels
+    for c in range(1, k):
+        assert ECE(bins=15).measure(p[:, c], np.zeros(300, dtype=np.int64)) == \
+            pytest.approx(p[:, c].mean(), abs=1e-9)
+
+
+@pytest.mark.parametrize("conf,label", [(0.7, 0), (0.7, 1), (0.4, 2), (1.0, 0), (1.0, 1),
+                                        (2 / 3, 1)])
+def test_new_metrics_single_sample(conf, label):
+    k = 3
+    p = np.array([[conf, (1 - conf) * 0.6, (1 - conf) * 0.4]])
+    y = np.array([label])
+    gap = abs(float(label == 0) - conf)
+    assert metrics.ece(p, y) == pytest.approx(gap, abs=1e-12)
+    assert metrics.ace(p, y) == pytest.approx(gap, abs=1e-12)
+    assert metrics.mce(p, y) == pytest.approx(gap, abs=1e-12)
+    assert metrics.mce(p, y) == pytest.approx(_netcal_mce(p, y), abs=1e-12)
+    cw = np.mean([abs(float(label == c) - p[0, c]) for c in range(k)])
+    assert metrics.classwise_ece(p, y) == pytest.approx(cw, abs=1e-12)
+    assert metrics.classwise_ece(p, y) == pytest.approx(reference_classwise_ece(p, y), abs=1e-12)
+    if conf < 1.0:  # n = 1 is a tie-free input for torchmetrics unless conf is exactly 1
+        assert metrics.ece(p, y) == pytest.approx(_tm_ce(p, y, "l1"), abs=1e-6)
+        assert metrics.mce(p, y) == pytest.approx(_tm_ce(p, y, "max"), abs=1e-6)
+
+
+def test_all_confidences_one():
+    p = np.eye(4)[[0, 1, 2, 3, 0, 1]]
+    y = np.array([0, 1, 2, 3, 1, 0])  # 4 right, 2 wrong, all at confidence 1
+    for fn in (metrics.ece, metrics.ace, metrics.mce):
+        assert fn(p, y) == pytest.approx(1 / 3, abs=1e-12)
+    assert metrics.classwise_ece(p, y) == pytest.approx(reference_classwise_ece(p, y), abs=1e-12)
+    assert metrics.classwise_ece(p, y) == pytest.approx(_netcal_classwise(p, y), abs=1e-12)
+
+
+def test_ace_ties_fall_back_to_netcal_convention():
+    """netcal raises on coinciding equal-mass edges; kdcal bins by hand with netcal's convention,
+    which on tie-free inputs gives netcal's value exactly."""
+    p, y = _sampled(n=200, k=5, seed=3)
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.int64)
+    edges = metrics._equal_mass_edges(conf, 15)
+    assert np.all(np.diff(edges) > 0)
+    assert metrics._binned_ce(conf, correct, edges) == pytest.approx(_netcal_ace(p, y), abs=1e-12)
+    tied = np.repeat(p[:5], 20, axis=0)  # 5 distinct confidences, 16 quantile edges
+    y_tied = np.repeat(y[:5], 20)
+    y_tied[::3] = (y_tied[::3] + 1) % 5
+    with pytest.raises(ValueError, match="edge difference"):
+        _netcal_ace(tied, y_tied)
+    assert metrics.ace(tied, y_tied) == pytest.approx(reference_ace(tied, y_tied), abs=1e-12)
+
+
+def test_ace_equal_mass_bins_hold_equal_counts():
+    # 150 distinct confidences, 15 bins: ACE weighs 10 samples per bin; a hand-built check
+    conf = np.linspace(0.4, 0.99, 150)
+    p = np.stack([conf, 1 - conf], axis=1)
+    y = np.where(np.arange(150) % 3 == 0, 1, 0)
+    edges = metrics._equal_mass_edges(conf, 15)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 14)
+    assert np.all(np.bincount(idx, minlength=15) == 10)
+    assert metrics.ace(p, y) == pytest.approx(reference_ace(p, y), abs=1e-12)
+
+
+def test_new_metrics_accept_tensors_and_reject_bad_input():
+    p, y = _sampled(n=200, seed=6)
+    pt, yt = torch.from_numpy(p), torch.from_numpy(y)
+    for fn in (metrics.ace, metrics.mce, metrics.classwise_ece):
+        assert fn(pt, yt) == pytest.approx(fn(p, y), abs=1e-12)
+        with pytest.raises(ValueError, match="logits"):
+            fn(np.log(p), y)
+        with pytest.raises(ValueError, match="integer"):
+            fn(p, y.astype(float))
+        with pytest.raises(ValueError, match="same n"):
+            fn(p, y[:-1])
+    with pytest.raises(ValueError, match="labels"):
+        metrics.classwise_ece(p, np.full(200, 10))
+
+
+def test_summarize_probs_matches_summarize():
+    z, y = _logits(seed=13, scale=1.5), _labels(seed=14)
+    a, b = metrics.summarize(z, y), metrics.summarize_probs(metrics.softmax(z), y)
+    assert list(a) == list(b) == ["acc", "ece", "nll", "brier", "ace", "mce", "classwise_ece"]
+    for key in a:
+        assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
+    p = metrics.softmax(z)
+    assert a["ace"] == metrics.ace(p, y) and a["mce"] == metrics.mce(p, y)
+    assert a["classwise_ece"] == metrics.classwise_ece(p, y)
+    # NLL from probabilities clips at 1e-12
+    hard = np.eye(3)[[0, 1, 2]]
+    out = metrics.summarize_probs(hard, np.array([0, 1, 0]))
+    assert out["nll"] == pytest.approx(-np.log(1e-12) / 3)
