@@ -232,3 +232,13 @@ def claims_summary(claims: pd.DataFrame) -> str:
                  f"{counts.get('contradicted', 0)} contradicted, "
                  f"{counts.get('inconclusive', 0)} inconclusive.")
     return "\n".join(lines)
+
+
+CALIBRATION_METRICS = ["ece", "ace", "mce", "classwise_ece", "nll", "brier", "acc"]
+
+
+def method_summary(methods: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of every calibration metric, per teacher and calibration method."""
+    cols = [c for c in CALIBRATION_METRICS if c in methods]
+    out = methods.groupby(["params", "arch", "method"], sort=True)[cols].mean().reset_index()
+    return out.drop(columns="params")

@@ -167,10 +167,20 @@ class Calibrator:
         return _renormalise(self._predict(z))
 
     def target_logits(self, logits) -> np.ndarray:
-        """``log(max(predict_proba, 1e-12))``: logits whose softmax is the calibrated distribution
-        (up to the floor), so ``softmax(target_logits / tau)`` is it sharpened or softened at tau.
-        Classes with probability below 1e-12 are raised to the floor (visible at large tau)."""
+        """Logits whose softmax is the calibrated distribution, so that ``softmax(target_logits /
+        tau)`` is that distribution softened at tau: a calibrated teacher's targets in KD.
+
+        Scaling calibrators return their transformed logits exactly; binning calibrators have
+        only probabilities, so theirs are ``log(max(p, 1e-12))`` (the floor shows at large tau).
+        """
+        z = _to_numpy_logits(logits, self.name, self.num_classes)
+        if self._transform is not None and len(z):
+            from .metrics import log_softmax
+
+            return log_softmax(self._transform(z))
         return np.log(np.clip(self.predict_proba(logits), PROB_FLOOR, None))
+
+    _transform = None  # scaling calibrators: z -> calibrated logits
 
     def params(self) -> dict:
         return {}
@@ -231,10 +241,13 @@ class TemperatureCalibrator(Calibrator):
     def _fit(self, z, y):
         self.temperature = fit_temperature(z, y, max_iter=self.max_iter)
 
+    def _transform(self, z):
+        return apply_temperature(z, self.temperature)
+
     def _predict(self, z):
         from .metrics import softmax
 
-        return softmax(apply_temperature(z, self.temperature))
+        return softmax(self._transform(z))
 
     def _fitted(self):
         return {"temperature": float(self.temperature)}
@@ -273,10 +286,13 @@ class VectorScaling(Calibrator):
         _lbfgs([w, b], objective, self.name, self.max_iter)
         self.w, self.b = w.detach().numpy().copy(), b.detach().numpy().copy()
 
+    def _transform(self, z):
+        return z * self.w + self.b
+
     def _predict(self, z):
         from .metrics import softmax
 
-        return softmax(z * self.w + self.b)
+        return softmax(self._transform(z))
 
     def _fitted(self):
         return {"w": self.w.tolist(), "b": self.b.tolist()}
@@ -325,10 +341,13 @@ class MatrixScaling(Calibrator):
         _lbfgs([W, b], objective, self.name, self.max_iter)
         self.W, self.b = W.detach().numpy().copy(), b.detach().numpy().copy()
 
+    def _transform(self, z):
+        return z @ self.W.T + self.b
+
     def _predict(self, z):
         from .metrics import softmax
 
-        return softmax(z @ self.W.T + self.b)
+        return softmax(self._transform(z))
 
     def _fitted(self):
         return {"W": self.W.tolist(), "b": self.b.tolist()}

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 
+from .calibration import CALIBRATORS
 from .data import DATASETS
 from .models import ARCHS
 
@@ -60,6 +61,9 @@ class StudyConfig:
     tau: float = 4.0
     alpha: float = 0.9  # KD weight; CE weight is 1 - alpha
     modes: list = field(default_factory=lambda: list(MODES))
+    # calibration: temperature scaling always runs (it sets T for the KD modes); these are
+    # compared beside it on the teachers
+    calibrators: list = field(default_factory=lambda: ["temperature", "histogram"])
     # metrics
     ece_bins: int = 15
     # engine
@@ -77,11 +81,13 @@ class StudyConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+_ALL_CALIBRATORS = tuple(CALIBRATORS)
+
 _CIFAR_RECIPE = dict(
     teacher_epochs=240, student_epochs=240, lr=0.05, student_lr=0.05, batch_size=64,
     schedule="step", milestones=[150, 180, 210], student_milestones=[150, 180, 210],
     weight_decay=5e-4, momentum=0.9, tau=4.0, alpha=0.9, augment=True, device="cuda",
-    val_size=5000, seeds=[0, 1, 2, 3, 4],
+    val_size=5000, seeds=[0, 1, 2, 3, 4], calibrators=list(_ALL_CALIBRATORS),
     teachers=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4"],
     student="resnet8",
 )
@@ -98,7 +104,7 @@ PROFILES: dict[str, dict] = {
                   student_epochs=8, student_batch_size=128, student_lr=0.1),
     "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
                          teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
-                                   "resnet56", "resnet110"],
+                                   "resnet56", "resnet110"], calibrators=list(_ALL_CALIBRATORS),
                          student="resnet8", seeds=[0, 1, 2, 3, 4], teacher_epochs=60,
                          student_epochs=60, batch_size=128, augment=True),
     "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
@@ -189,6 +195,8 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError(f"seeds has duplicates: {cfg.seeds}")
     for mode in cfg.modes:
         _choice("mode", mode, MODES)
+    for name in cfg.calibrators:
+        _choice("calibrator", name, _ALL_CALIBRATORS)
     for name in ("teacher_epochs", "student_epochs", "batch_size", "ece_bins", "eval_batch_size",
                  "val_size", "synthetic_size", "synthetic_train", "synthetic_test",
                  "synthetic_channels", "synthetic_classes"):

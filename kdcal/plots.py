@@ -162,3 +162,25 @@ def image_grid(images, titles, columns: int = 8):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def _t_errorbar(values):
+    _, _, lo, hi, _ = t_interval(values)
+    mean = float(np.mean(values))
+    return (lo, hi) if np.isfinite(lo) else (mean, mean)
+
+
+def calibrator_comparison(methods: pd.DataFrame):
+    """Test ECE and NLL of every teacher under every calibration method (95% t-intervals)."""
+    order = methods.sort_values("params")["arch"].unique()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    for ax, metric, label in zip(axes, ("ece", "nll"), ("test ECE (15 bins)", "test NLL (nats)")):
+        sns.pointplot(methods, x="arch", y=metric, hue="method", order=order, ax=ax,
+                      errorbar=_t_errorbar, dodge=0.4, linestyle="none", capsize=0.1)
+        ax.set_xlabel("teacher (ordered by parameters)")
+        ax.set_ylabel(label)
+    axes[1].get_legend().remove()
+    axes[0].legend(fontsize=8, title="calibration")
+    fig.suptitle("Calibrators fitted on validation logits, scored on test (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig

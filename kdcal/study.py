@@ -188,6 +188,63 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     return calibration_table(cfg, study_dir)
 
 
+def compare_calibrators(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
+    """Fit every calibrator of ``cfg.calibrators`` on each teacher's validation logits; score test."""
+    from .calibration import make_calibrator
+
+    study = Study(study_dir)
+    with study.lock():
+        for rid, arch, seed in teacher_runs(cfg):
+            run = study.run_dir(rid)
+            if not study.is_done(rid):
+                continue
+            z = None
+            for method in cfg.calibrators:
+                path = run / "calibrators" / f"{method}.json"
+                if path.exists():
+                    continue
+                z = z if z is not None else load_arrays(run / "logits.npz")
+                cal = make_calibrator(method).fit(z["val_logits"], z["val_labels"])
+                test = metrics.summarize_probs(cal.predict_proba(z["test_logits"]), z["test_labels"],
+                                               cfg.ece_bins)
+                write_json({"method": method, "state": cal.state(), "test": test}, path)
+                log(f"[{rid}] {method}: test ECE {test['ece']:.4f}, NLL {test['nll']:.4f}")
+    return calibrator_table(cfg, study_dir)
+
+
+def calibrator_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    """Long table: one row per teacher, seed and method (``uncalibrated`` for the raw softmax)."""
+    study, rows = Study(study_dir), []
+    for rid, arch, seed in teacher_runs(cfg):
+        run = study.run_dir(rid)
+        if not study.is_done(rid):
+            continue
+        m = read_json(run / "metrics.json")
+        base = {"arch": arch, "params": m["params"], "seed": seed}
+        rows.append({**base, "method": "uncalibrated",
+                     **{k: m[k] for k in ("acc", "ece", "ace", "mce", "classwise_ece", "nll", "brier") if k in m}})
+        for method in cfg.calibrators:
+            path = run / "calibrators" / f"{method}.json"
+            if path.exists():
+                rows.append({**base, "method": method, **read_json(path)["test"]})
+    return pd.DataFrame(rows)
+
+
+def calibrator_panels(cfg: StudyConfig, study_dir, arch: str, seed: int):
+    """(probs, labels, title) of one teacher's test predictions under every calibrator."""
+    from .calibration import CALIBRATORS
+
+    rid = next(r for r, a, s in teacher_runs(cfg) if a == arch and s == seed)
+    run = Study(study_dir).run_dir(rid)
+    z = load_arrays(run / "logits.npz")
+    panels = [(metrics.softmax(z["test_logits"]), z["test_labels"], f"{arch} uncalibrated")]
+    for method in cfg.calibrators:
+        state = read_json(run / "calibrators" / f"{method}.json")["state"]
+        cal = CALIBRATORS[method].from_state(state)
+        panels.append((cal.predict_proba(z["test_logits"]), z["test_labels"], f"{arch} {method}"))
+    return panels
+
+
 def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     study, rows = Study(study_dir), []
     for rid, arch, seed in teacher_runs(cfg):

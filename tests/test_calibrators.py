@@ -99,11 +99,24 @@ def test_target_logits_are_log_probabilities(name, fitted, data):
     cal = fitted[name]
     p, t = cal.predict_proba(zt), cal.target_logits(zt)
     assert t.shape == p.shape and np.isfinite(t).all()
-    assert np.array_equal(t, np.log(np.clip(p, PROB_FLOOR, None)))
+    if name in ("temperature", "vector", "matrix"):
+        # scaling calibrators hand over their calibrated logits exactly: no probability floor
+        assert np.allclose(np.exp(t), p, atol=1e-12, rtol=1e-9)
+        soft = np.sqrt(p)
+    else:
+        assert np.array_equal(t, np.log(np.clip(p, PROB_FLOOR, None)))
+        soft = np.sqrt(np.clip(p, PROB_FLOOR, None))
     assert np.allclose(metrics.softmax(t), p, atol=K * PROB_FLOOR, rtol=0)
-    # softened at tau = 2: proportional to sqrt of the (floored) calibrated distribution
-    soft = np.sqrt(np.clip(p, PROB_FLOOR, None))
+    # softened at tau = 2: proportional to the square root of the calibrated distribution
     assert np.allclose(metrics.softmax(t / 2.0), soft / soft.sum(axis=1, keepdims=True), atol=1e-12)
+
+
+def test_temperature_target_logits_are_scaled_logits_up_to_a_shift(fitted, data):
+    zt = data[2][:200]
+    cal = fitted["temperature"]
+    t = cal.target_logits(zt)
+    shift = t - zt / cal.temperature
+    assert np.allclose(shift, shift[:, :1], atol=1e-9)  # log-softmax differs by a per-row constant
 
 
 @pytest.mark.parametrize("name", NAMES)

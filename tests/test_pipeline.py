@@ -14,7 +14,8 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     res = pd.read_csv(smoke_study / "results.csv")
     teachers, students = res[res["role"] == "teacher"], res[res["role"] == "student"]
     assert len(teachers) == 4  # 2 architectures x 2 seeds
-    assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal"]].notna().all().all()
+    assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal", "ace", "mce",
+                     "classwise_ece", "brier"]].notna().all().all()
     assert (teachers["temperature"] > 0).all()
     assert sorted(students["mode"].unique()) == ["baseline", "compose", "replace", "uncalibrated"]
     assert len(students) == 2 * (2 * 3 + 1)  # seeds x (teachers x modes + baseline)
@@ -24,7 +25,8 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     assert res[["acc", "ece", "nll"]].apply(lambda c: c.between(0, 50)).all().all()
     figures = {p.name for p in (smoke_study / "figures").iterdir()}
     for fig in ("teacher_calibration_vs_size", "student_accuracy_vs_teacher_size",
-                "teacher_reliability", "paired_mode_differences"):
+                "teacher_reliability", "paired_mode_differences", "calibrators_by_teacher",
+                "calibrators_reliability"):
         assert f"{fig}.png" in figures and f"{fig}.svg" in figures
     claims = pd.read_csv(smoke_study / "claims.csv")
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
