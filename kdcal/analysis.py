@@ -10,7 +10,9 @@ import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
+KD_MODES = ("uncalibrated", "compose", "replace")  # the sweeps and controls are analysed apart
 VERDICT_RULE = (
+    "Correlations carry the envelope of a seed bootstrap and a t-interval of per-seed values. "
     "supported: the 95% interval lies entirely on the side the claim predicts; "
     "contradicted: it lies entirely on the other side; inconclusive: it contains the null value "
     "(0 for differences and correlations) or could not be computed.")
@@ -68,6 +70,7 @@ def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str,
 
 
 def _corr(x, y, method: str) -> float:
+    """Spearman or Kendall; NaN where undefined (fewer than 3 points or a constant)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan
@@ -77,43 +80,52 @@ def _corr(x, y, method: str) -> float:
     return float(stats.kendalltau(x, y)[0])
 
 
-def seed_bootstrap(frame: pd.DataFrame, columns: list[str], statistic, strata: str,
-                   n_boot: int = 2000, seed: int = 0,
-                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(estimate, low, high): percentile interval from resampling seeds with replacement.
+def seed_bootstrap(frame: pd.DataFrame, columns: list[str], statistic, n_boot: int = 2000,
+                   seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(estimate, low, high): percentile interval from resampling whole seeds with replacement.
 
-    Within each stratum (a teacher architecture) the seed replicates are drawn with replacement,
-    independently of the other strata, so every resample keeps the design (each teacher present,
-    as many replicates as seeds). With three seeds a plain resampling of whole seeds has only ten
-    distinct outcomes and gives intervals that look sharper than the data allow.
+    The seed is the unit of replication: all runs of one seed stay together in a resample.
+    ``statistic`` takes one array per column.
     """
     estimate = statistic(*(frame[c].to_numpy(float) for c in columns))
-    groups = [g[columns].to_numpy(float) for _, g in frame.groupby(strata, sort=True)]
+    seeds = sorted(frame["seed"].unique())
+    per_seed = [frame.loc[frame["seed"] == s, columns].to_numpy(float) for s in seeds]
     rng = np.random.default_rng(seed)
     reps = np.empty(n_boot)
     for i in range(n_boot):
-        sample = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        sample = np.concatenate([per_seed[j] for j in rng.integers(0, len(seeds), len(seeds))])
         reps[i] = statistic(*sample.T)
     reps = reps[np.isfinite(reps)]
-    if frame["seed"].nunique() < 2 or len(reps) < n_boot // 2:
+    if len(seeds) < 2 or len(reps) < n_boot // 2:
         return float(estimate), np.nan, np.nan
     tail = (1 - confidence) / 2 * 100
     return float(estimate), float(np.percentile(reps, tail)), float(np.percentile(reps, 100 - tail))
 
 
 def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
-                n_boot: int = 2000, strata: str = "teacher") -> dict:
-    """Rank correlation of two columns with a seed-bootstrap interval stratified by ``strata``
-    (the teacher of student rows; pass "arch" for teacher rows)."""
-    est, lo, hi = seed_bootstrap(frame, [x, y], lambda a, b: _corr(a, b, method), strata, n_boot)
+                n_boot: int = 2000) -> dict:
+    """Rank correlation over all rows, with two 95% intervals over seeds and their envelope.
+
+    ``boot_*``: percentile bootstrap resampling whole seeds. ``seed_*``: the correlation computed
+    within each seed, t-interval over seeds. With few seeds the bootstrap has few distinct
+    resamples and can be too narrow, so ``ci_low``/``ci_high`` (used by the verdicts) are the
+    envelope of both: the more cautious answer.
+    """
+    est, b_lo, b_hi = seed_bootstrap(frame, [x, y], lambda a, b: _corr(a, b, method), n_boot)
+    per_seed = [_corr(g[x], g[y], method) for _, g in frame.groupby("seed")]
+    _, _, s_lo, s_hi, _ = t_interval(per_seed)
+    lo = np.nanmin([b_lo, s_lo]) if np.isfinite([b_lo, s_lo]).any() else np.nan
+    hi = np.nanmax([b_hi, s_hi]) if np.isfinite([b_hi, s_hi]).any() else np.nan
+    lo, hi = np.clip(lo, -1, 1), np.clip(hi, -1, 1)  # a t-interval can overshoot the range
     return {"x": x, "y": y, "method": method, "estimate": est, "ci_low": lo, "ci_high": hi,
-            "n": len(frame)}
+            "boot_low": b_lo, "boot_high": b_hi, "seed_low": s_lo, "seed_high": s_hi,
+            "n": len(frame), "seeds": frame["seed"].nunique()}
 
 
 def size_correlations(students: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """Spearman and Kendall of teacher parameters against student accuracy, per mode."""
     rows = []
-    for mode, g in students[students["mode"] != "baseline"].groupby("mode", sort=False):
+    for mode, g in students[students["mode"].isin(KD_MODES)].groupby("mode", sort=False):
         for method in ("spearman", "kendall"):
             rows.append({"mode": mode, **correlation(g, "teacher_params", "acc", method, n_boot)})
     return pd.DataFrame(rows)
@@ -129,7 +141,7 @@ def r_squared(x, y) -> float:
 def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
     """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy."""
     rows = []
-    for mode, g in students[students["mode"] != "baseline"].groupby("mode", sort=False):
+    for mode, g in students[students["mode"].isin(KD_MODES)].groupby("mode", sort=False):
         for predictor in ("teacher_ece", "teacher_acc"):
             rows.append({"mode": mode, "predictor": predictor,
                          "r2": r_squared(g[predictor], g["acc"]),
@@ -156,7 +168,7 @@ def claims_table(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
         rows.append({"claim": claim, "statistic": statistic, "estimate": est, "ci_low": lo,
                      "ci_high": hi, "n": n, "verdict": verdict(lo, hi, direction)})
 
-    c = correlation(teachers, "params", "ece", "spearman", n_boot, strata="arch")
+    c = correlation(teachers, "params", "ece", "spearman", n_boot)
     add("1. larger teachers have higher ECE", "Spearman(teacher params, teacher ECE)",
         c["estimate"], c["ci_low"], c["ci_high"], "positive", c["n"])
 
@@ -242,3 +254,76 @@ def method_summary(methods: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in CALIBRATION_METRICS if c in methods]
     out = methods.groupby(["params", "arch", "method"], sort=True)[cols].mean().reset_index()
     return out.drop(columns="params")
+
+
+def tau_candidates(students: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """Uncalibrated KD students at every distillation temperature tried (the sweep and tau itself)."""
+    sweep = students[students["mode"] == "tau_sweep"]
+    base = students[(students["mode"] == "uncalibrated") & students["seed"].isin(sweep["seed"])]
+    return pd.concat([base, sweep], ignore_index=True)
+
+
+def tau_controls(students: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """The control to beat: uncalibrated KD with tau tuned on validation accuracy.
+
+    Per teacher: the best tau for that teacher, and the best single tau shared by all teachers,
+    both chosen on mean validation accuracy over the control seeds, reported with test accuracy
+    beside calibrated KD (``replace``, ``compose``) on the same seeds.
+    """
+    cand = tau_candidates(students, tau)
+    if cand.empty or cand["kd_tau"].nunique() < 2:
+        return pd.DataFrame()
+    val = cand.groupby(["teacher", "kd_tau"])["val_acc"].mean()
+    shared_tau = float(val.groupby("kd_tau").mean().idxmax())
+    seeds = set(cand["seed"])
+    rows = []
+    for teacher, g in cand.groupby("teacher", sort=False):
+        best_tau = float(val.loc[teacher].idxmax())
+        row = {"teacher": teacher, "teacher_params": g["teacher_params"].iloc[0],
+               "best_tau": best_tau, "shared_tau": shared_tau}
+        for label, t in (("tuned", best_tau), ("shared", shared_tau), ("default", tau)):
+            mean, _, lo, hi, n = t_interval(g.loc[g["kd_tau"] == t, "acc"])
+            row.update({f"acc_{label}_tau": mean, f"acc_{label}_tau_ci": (lo, hi)})
+        for mode in ("replace", "compose"):
+            m = students[(students["mode"] == mode) & (students["teacher"] == teacher)
+                         & students["seed"].isin(seeds)]
+            row[f"acc_{mode}"] = m["acc"].mean() if len(m) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("teacher_params")
+
+
+def tuned_tau_students(students: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """The uncalibrated students at each teacher's validation-tuned tau (one row per seed)."""
+    cand = tau_candidates(students, tau)
+    if cand.empty:
+        return cand
+    val = cand.groupby(["teacher", "kd_tau"])["val_acc"].mean()
+    best = {t: float(val.loc[t].idxmax()) for t in cand["teacher"].unique()}
+    return cand[cand["kd_tau"] == cand["teacher"].map(best)]
+
+
+def temperature_sweep(students: pd.DataFrame) -> pd.DataFrame:
+    """Student test accuracy against the teacher's temperature at fixed tau, per teacher.
+
+    The sweep's multipliers, plain KD (multiplier 1) and ``compose`` (the NLL-fitted T) lie on
+    one axis: the teacher's logits divided by multiplier * tau.
+    """
+    sweep = students[students["mode"] == "temp_sweep"]
+    if sweep.empty:
+        return pd.DataFrame()
+    seeds = set(sweep["seed"])
+    same = students["seed"].isin(seeds)
+    plain = students[(students["mode"] == "uncalibrated") & same].assign(teacher_temperature=1.0)
+    comp = students[(students["mode"] == "compose") & same].assign(
+        teacher_temperature=lambda f: f["temperature"])
+    # T differs a little between seeds: the star sits at the teacher's mean fitted T
+    comp = comp.assign(teacher_temperature=comp.groupby("teacher")["teacher_temperature"].transform("mean"))
+    rows = pd.concat([sweep.assign(point="sweep"), plain.assign(point="sweep"),
+                      comp.assign(point="fitted T")], ignore_index=True)
+    out = []
+    for (teacher, point, m), g in rows.groupby(["teacher", "point", "teacher_temperature"]):
+        mean, _, lo, hi, n = t_interval(g["acc"])
+        out.append({"teacher": teacher, "teacher_params": g["teacher_params"].iloc[0],
+                    "point": point, "teacher_temperature": m, "mean": mean, "ci_low": lo,
+                    "ci_high": hi, "n": n})
+    return pd.DataFrame(out).sort_values(["teacher_params", "teacher_temperature"])

@@ -61,6 +61,11 @@ class StudyConfig:
     tau: float = 4.0
     alpha: float = 0.9  # KD weight; CE weight is 1 - alpha
     modes: list = field(default_factory=lambda: list(MODES))
+    # controls (uncalibrated KD at other taus, tuned on validation accuracy) and the sweep of the
+    # teacher's temperature multiplier at fixed tau; [] = off. control_seeds [] = every seed.
+    tau_grid: list = field(default_factory=list)
+    teacher_temperature_grid: list = field(default_factory=list)
+    control_seeds: list = field(default_factory=list)
     # calibration: temperature scaling always runs (it sets T for the KD modes); these are
     # compared beside it on the teachers
     calibrators: list = field(default_factory=lambda: ["temperature", "histogram"])
@@ -88,6 +93,7 @@ _CIFAR_RECIPE = dict(
     schedule="step", milestones=[150, 180, 210], student_milestones=[150, 180, 210],
     weight_decay=5e-4, momentum=0.9, tau=4.0, alpha=0.9, augment=True, device="cuda",
     val_size=5000, seeds=[0, 1, 2, 3, 4], calibrators=list(_ALL_CALIBRATORS),
+    tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
     teachers=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4"],
     student="resnet8",
 )
@@ -96,7 +102,9 @@ PROFILES: dict[str, dict] = {
     # Synthetic data, seconds: the test suite's end-to-end run.
     "smoke": dict(dataset="synthetic", synthetic_train=600, synthetic_test=300, val_size=200,
                   teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
-                  teacher_epochs=2, student_epochs=2, batch_size=64, eval_batch_size=500),
+                  teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
+                  eval_batch_size=500,
+                  tau_grid=[2.0], teacher_temperature_grid=[2.0]),
     # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
     "quick": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
                   teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
@@ -105,6 +113,7 @@ PROFILES: dict[str, dict] = {
     "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
                          teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
                                    "resnet56", "resnet110"], calibrators=list(_ALL_CALIBRATORS),
+                         tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
                          student="resnet8", seeds=[0, 1, 2, 3, 4], teacher_epochs=60,
                          student_epochs=60, batch_size=128, augment=True),
     "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
@@ -197,6 +206,14 @@ def validate(cfg: StudyConfig) -> None:
         _choice("mode", mode, MODES)
     for name in cfg.calibrators:
         _choice("calibrator", name, _ALL_CALIBRATORS)
+    for name in ("tau_grid", "teacher_temperature_grid"):
+        grid = getattr(cfg, name)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100
+                   for v in grid):
+            raise ConfigError(f"{name} must be numbers in (0, 100], got {grid}")
+        setattr(cfg, name, [float(v) for v in grid])
+    if not set(cfg.control_seeds) <= set(cfg.seeds):
+        raise ConfigError(f"control_seeds {cfg.control_seeds} must be among seeds {cfg.seeds}")
     for name in ("teacher_epochs", "student_epochs", "batch_size", "ece_bins", "eval_batch_size",
                  "val_size", "synthetic_size", "synthetic_train", "synthetic_test",
                  "synthetic_channels", "synthetic_classes"):

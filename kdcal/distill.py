@@ -38,6 +38,11 @@ def mode_temperatures(mode: str, tau: float, fitted_t: float) -> tuple[float, fl
     raise ValueError(f"unknown distillation mode {mode!r}; valid: {', '.join(KD_MODES)}")
 
 
+def make_kd_loss(kd_tau: float, alpha: float, teacher_temperature: float = 1.0):
+    """KD at an explicit (tau, teacher temperature): the controls and the temperature sweep."""
+    return lambda s, y, t: kd_loss(s, t, y, kd_tau, alpha, teacher_temperature)
+
+
 def make_loss(mode: str, tau: float, alpha: float, fitted_t: float = 1.0):
     """A ``loss(student_logits, labels, teacher_logits)`` for a mode, or plain CE for ``baseline``."""
     if mode == "baseline":

@@ -184,3 +184,31 @@ def calibrator_comparison(methods: pd.DataFrame):
     fig.suptitle("Calibrators fitted on validation logits, scored on test (mean, 95% CI over seeds)")
     fig.tight_layout()
     return fig
+
+
+def temperature_sweep(sweep: pd.DataFrame):
+    """Per teacher: student accuracy against the teacher's temperature; the fitted T as a star."""
+    teachers = list(dict.fromkeys(sweep.sort_values("teacher_params")["teacher"]))
+    fig, axes = plt.subplots(1, len(teachers), figsize=(3.6 * len(teachers), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, teacher in zip(axes[0], teachers):
+        g = sweep[sweep["teacher"] == teacher]
+        line = g[g["point"] == "sweep"].sort_values("teacher_temperature")
+        _errorbars(ax, line, "teacher_temperature", MODE_PALETTE["uncalibrated"], "sweep")
+        fitted = g[g["point"] == "fitted T"]
+        if len(fitted):
+            err = np.nan_to_num(np.vstack([fitted["mean"] - fitted["ci_low"],
+                                           fitted["ci_high"] - fitted["mean"]]))
+            ax.errorbar(fitted["teacher_temperature"], fitted["mean"], yerr=err, fmt="*",
+                        markersize=12, color=MODE_PALETTE["compose"], capsize=3,
+                        label="NLL-fitted T (compose)")
+            ax.axvline(float(fitted["teacher_temperature"].iloc[0]), color=MODE_PALETTE["compose"],
+                       ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_title(teacher)
+        ax.set_xlabel("teacher temperature (x tau)")
+    axes[0][0].set_ylabel("student test accuracy")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Does the student's optimum sit at the calibrated temperature? (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig

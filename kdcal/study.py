@@ -15,7 +15,7 @@ from . import metrics
 from .calibration import fit_temperature
 from .config import StudyConfig
 from .data import Splits, load_dataset, make_splits
-from .distill import make_loss, mode_temperatures
+from .distill import make_kd_loss, make_loss, mode_temperatures
 from .models import build_model, count_params
 from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
                     atomic_torch_save, write_csv, write_json)
@@ -266,10 +266,17 @@ def teacher_probs(cfg: StudyConfig, study_dir, rid: str, calibrated: bool):
 
 
 # ---------------------------------------------------------------- 03 students
+SWEEP_MODES = ("tau_sweep", "temp_sweep")
+
+
 def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str | None,
-                       temperature: float | None, engine: Engine) -> dict:
+                       temperature: float | None, engine: Engine,
+                       temperatures: tuple[float, float] | None = None) -> dict:
+    """The full config of one student; ``temperatures`` (kd tau, teacher temperature) for sweeps."""
     kd_tau, teacher_t = (None, None)
-    if mode != "baseline":
+    if temperatures is not None:
+        kd_tau, teacher_t = temperatures
+    elif mode != "baseline":
         kd_tau, teacher_t = mode_temperatures(mode, cfg.tau, temperature)
     return {"role": "student", "arch": cfg.student, "seed": seed, "mode": mode,
             "teacher_run": teacher_rid, "kd_tau": kd_tau, "teacher_temperature": teacher_t,
@@ -284,8 +291,8 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
     for seed in cfg.seeds:
         rc = student_run_config(cfg, seed, "baseline", None, None, engine)
         plan.append({"rid": run_id("student", f"{cfg.student}-baseline-s{seed}", rc), "seed": seed,
-                     "mode": "baseline", "teacher_rid": None, "teacher_arch": "", "T": None,
-                     "group": f"baseline-s{seed}", "config": rc})
+                     "mode": "baseline", "key": "baseline", "teacher_rid": None, "teacher_arch": "",
+                     "T": None, "group": f"baseline-s{seed}", "config": rc})
     for rid, arch, seed in teacher_runs(cfg, engine):
         cal = study.run_dir(rid) / "calibration.json"
         if (study.run_dir(rid) / "failed.json").exists() and not cal.exists():
@@ -293,12 +300,19 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
         if not cal.exists():
             raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) is not calibrated; "
                                "run notebook 02 first")
-        t = read_json(cal)["temperature"]
-        for mode in cfg.modes:
-            rc = student_run_config(cfg, seed, mode, rid, round(t, 6), engine)
-            plan.append({"rid": run_id("student", f"{cfg.student}-{mode}-{arch}-s{seed}", rc),
-                         "seed": seed, "mode": mode, "teacher_rid": rid, "teacher_arch": arch,
-                         "T": round(t, 6), "group": rid, "config": rc})
+        t = round(read_json(cal)["temperature"], 6)
+        variants = [(mode, None, None) for mode in cfg.modes]
+        if not cfg.control_seeds or seed in cfg.control_seeds:
+            # controls: uncalibrated KD at other taus; the teacher's temperature swept at fixed tau
+            variants += [("tau_sweep", v, (v, 1.0)) for v in cfg.tau_grid if v != cfg.tau]
+            variants += [("temp_sweep", v, (cfg.tau, v)) for v in cfg.teacher_temperature_grid
+                         if v != 1.0]
+        for mode, value, temps in variants:
+            rc = student_run_config(cfg, seed, mode, rid, t, engine, temps)
+            tag = mode if value is None else f"{mode}{value:g}"
+            plan.append({"rid": run_id("student", f"{cfg.student}-{tag}-{arch}-s{seed}", rc),
+                         "seed": seed, "mode": mode, "key": tag, "teacher_rid": rid,
+                         "teacher_arch": arch, "T": t, "group": rid, "config": rc})
     return plan
 
 
@@ -330,8 +344,11 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
             for p in todo:
                 _seed_all(seed)  # every mode starts from the same weights: a paired comparison
                 model = build_model(cfg.student, splits.in_channels, splits.num_classes)
-                members[p["mode"]] = Member(model, make_loss(p["mode"], cfg.tau, cfg.alpha, p["T"] or 1.0),
-                                            needs_teacher=p["mode"] != "baseline")
+                if p["mode"] in SWEEP_MODES:
+                    loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha, p["config"]["teacher_temperature"])
+                else:
+                    loss = make_loss(p["mode"], cfg.tau, cfg.alpha, p["T"] or 1.0)
+                members[p["key"]] = Member(model, loss, needs_teacher=p["mode"] != "baseline")
                 study.begin_run(p["rid"], p["config"])
             ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
             label = todo[0]["teacher_arch"] or "no teacher"
@@ -342,17 +359,19 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                               log=log)
             seconds = time.perf_counter() - t0
             for p in todo:
-                if p["mode"] in out["failed"]:
-                    write_json({"error": out["failed"][p["mode"]]}, study.run_dir(p["rid"]) / "failed.json")
+                key = p["key"]
+                if key in out["failed"]:
+                    write_json({"error": out["failed"][key]}, study.run_dir(p["rid"]) / "failed.json")
                     continue
-                _finish_model(study, p["rid"], out["models"][p["mode"]], splits, engine, cfg,
+                _finish_model(study, p["rid"], out["models"][key], splits, engine, cfg,
                               {"role": "student", "arch": cfg.student, "seed": seed,
                                "mode": p["mode"], "teacher_run": p["teacher_rid"],
                                "teacher": p["teacher_arch"], "temperature": p["T"],
                                "kd_tau": p["config"]["kd_tau"],
-                               "params": count_params(members[p["mode"]].model),
+                               "teacher_temperature": p["config"]["teacher_temperature"],
+                               "params": count_params(members[key].model),
                                "train_seconds": seconds / len(todo),
-                               "history": out["history"][p["mode"]]},
+                               "history": out["history"][key]},
                               teacher_logits=teacher_logits)
             ckpt.unlink(missing_ok=True)
     return student_table(cfg, study_dir)
@@ -370,7 +389,7 @@ def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 # ---------------------------------------------------------------- 04 results
 RESULT_COLUMNS = ["role", "arch", "params", "seed", "mode", "teacher", "teacher_params",
                   "acc", "ece", "nll", "brier", "temperature", "acc_cal", "ece_cal", "nll_cal",
-                  "brier_cal", "kd_tau", "teacher_acc", "teacher_ece", "teacher_ece_cal",
+                  "brier_cal", "kd_tau", "teacher_temperature", "teacher_acc", "teacher_ece", "teacher_ece_cal",
                   "agreement", "kl_teacher", "val_acc", "run_id"]
 # Wall-clock seconds stay in each run's metrics.json: results.csv is bitwise reproducible.
 VOLATILE_COLUMNS = ["train_seconds"]

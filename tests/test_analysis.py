@@ -127,3 +127,64 @@ def test_claims_contradicted_when_the_data_say_the_opposite():
     assert by_number["4."] == "contradicted"
     assert by_number["5."] == "contradicted"
     assert "contradicted" in analysis.claims_summary(claims.reset_index())
+
+
+def control_students():
+    """Uncalibrated KD at tau 1, 4 (default) and 8: validation says tau 8 for 'small', 1 for 'huge'."""
+    rows = []
+    best = {"small": 8.0, "huge": 1.0}
+    for seed in (0, 1):
+        for teacher, params in (("small", 1_000), ("huge", 64_000)):
+            for tau in (1.0, 4.0, 8.0):
+                good = tau == best[teacher]
+                rows.append({"role": "student", "seed": seed, "teacher": teacher,
+                             "teacher_params": params,
+                             "mode": "uncalibrated" if tau == 4.0 else "tau_sweep", "kd_tau": tau,
+                             "val_acc": 0.9 if good else 0.8 + 0.01 * tau,
+                             "acc": 0.85 if good else 0.80})
+            rows.append({"role": "student", "seed": seed, "teacher": teacher, "teacher_params": params,
+                         "mode": "replace", "kd_tau": 1.5, "val_acc": 0.8, "acc": 0.83})
+    return pd.DataFrame(rows)
+
+
+def test_tau_controls_choose_on_validation_and_report_test():
+    ctl = analysis.tau_controls(control_students(), tau=4.0).set_index("teacher")
+    assert ctl.loc["small", "best_tau"] == 8.0 and ctl.loc["huge", "best_tau"] == 1.0
+    assert ctl.loc["small", "acc_tuned_tau"] == pytest.approx(0.85)
+    # shared tau: mean validation accuracy over teachers is highest at tau 8 (0.9 and 0.88)
+    assert ctl.loc["small", "shared_tau"] == 8.0
+    assert ctl.loc["huge", "acc_shared_tau"] == pytest.approx(0.80)
+    assert ctl.loc["huge", "acc_replace"] == pytest.approx(0.83)
+    tuned = analysis.tuned_tau_students(control_students(), 4.0)
+    assert sorted(zip(tuned["teacher"], tuned["kd_tau"])) == [("huge", 1.0)] * 2 + [("small", 8.0)] * 2
+
+
+def test_tau_controls_empty_without_a_grid():
+    only_default = control_students().query("mode != 'tau_sweep'")
+    assert analysis.tau_controls(only_default, 4.0).empty
+
+
+def test_temperature_sweep_places_plain_kd_at_one_and_compose_at_t():
+    rows = []
+    for seed in (0, 1):
+        for m, acc in ((0.5, 0.80), (2.0, 0.84)):
+            rows.append({"seed": seed, "teacher": "t", "teacher_params": 10, "mode": "temp_sweep",
+                         "teacher_temperature": m, "temperature": 1.7, "acc": acc})
+        rows.append({"seed": seed, "teacher": "t", "teacher_params": 10, "mode": "uncalibrated",
+                     "teacher_temperature": 1.0, "temperature": 1.7, "acc": 0.82})
+        rows.append({"seed": seed, "teacher": "t", "teacher_params": 10, "mode": "compose",
+                     "teacher_temperature": 1.7, "temperature": 1.7, "acc": 0.83})
+    sweep = analysis.temperature_sweep(pd.DataFrame(rows))
+    line = sweep[sweep["point"] == "sweep"]
+    assert list(line["teacher_temperature"]) == [0.5, 1.0, 2.0]
+    assert list(line["mean"]) == pytest.approx([0.80, 0.82, 0.84])
+    star = sweep[sweep["point"] == "fitted T"].iloc[0]
+    assert star["teacher_temperature"] == 1.7 and star["mean"] == pytest.approx(0.83)
+
+
+def test_correlations_ignore_sweep_students():
+    res = make_results({"uncalibrated": 0.01})
+    students = res[res["role"] == "student"]
+    noise = students[students["mode"] == "uncalibrated"].assign(mode="tau_sweep", acc=0.5)
+    corr = analysis.size_correlations(pd.concat([students, noise]), n_boot=50)
+    assert set(corr["mode"]) == {"uncalibrated"}
