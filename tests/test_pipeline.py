@@ -17,8 +17,13 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal", "ace", "mce",
                      "classwise_ece", "brier"]].notna().all().all()
     assert (teachers["temperature"] > 0).all()
-    assert sorted(students["mode"].unique()) == ["baseline", "compose", "replace", "uncalibrated"]
-    assert len(students) == 2 * (2 * 3 + 1)  # seeds x (teachers x modes + baseline)
+    assert sorted(students["mode"].unique()) == ["baseline", "compose", "replace", "tau_sweep",
+                                                 "temp_sweep", "uncalibrated"]
+    # seeds x (teachers x (3 modes + 1 tau control + 1 temperature-sweep point) + baseline)
+    assert len(students) == 2 * (2 * 5 + 1)
+    sweep = students[students["mode"] == "temp_sweep"]
+    assert (sweep["teacher_temperature"] == 2.0).all() and (sweep["kd_tau"] == 4.0).all()
+    assert (students.loc[students["mode"] == "tau_sweep", "kd_tau"] == 2.0).all()
     kd = students[students["mode"] != "baseline"]
     assert kd[["teacher", "teacher_params", "temperature", "agreement"]].notna().all().all()
     assert (kd.loc[kd["mode"] == "replace", "kd_tau"] == kd.loc[kd["mode"] == "replace", "temperature"]).all()
@@ -26,7 +31,7 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     figures = {p.name for p in (smoke_study / "figures").iterdir()}
     for fig in ("teacher_calibration_vs_size", "student_accuracy_vs_teacher_size",
                 "teacher_reliability", "paired_mode_differences", "calibrators_by_teacher",
-                "calibrators_reliability"):
+                "calibrators_reliability", "teacher_temperature_sweep"):
         assert f"{fig}.png" in figures and f"{fig}.svg" in figures
     claims = pd.read_csv(smoke_study / "claims.csv")
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
