@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -34,6 +35,15 @@ def save(fig, figures_dir, name: str) -> list[Path]:
     return paths
 
 
+def _size_axis(ax, frame: pd.DataFrame, params: str, arch: str) -> None:
+    """Log x axis with one tick per model, labelled with its name and parameter count."""
+    ticks = frame[[params, arch]].drop_duplicates().sort_values(params)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks(ticks[params], [f"{a}\n{p / 1e3:.0f}k" for p, a in zip(ticks[params], ticks[arch])],
+                  fontsize=8)
+
+
 def _errorbars(ax, summary: pd.DataFrame, x: str, color, label: str, marker="o"):
     s = summary.sort_values(x)
     yerr = np.vstack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]])
@@ -53,7 +63,7 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
             _errorbars(ax, summ, "params", MODE_PALETTE[phase],
                        "uncalibrated" if phase == "before" else "temperature-scaled")
             ax.scatter(teachers["params"], teachers[col], color=MODE_PALETTE[phase], s=10, alpha=0.4)
-        ax.set_xscale("log")
+        _size_axis(ax, teachers, "params", "arch")
         ax.set_xlabel("teacher parameters (log scale)")
         ax.set_ylabel(label)
         if metric == "acc":
@@ -69,7 +79,7 @@ def temperature_vs_size(teachers: pd.DataFrame):
     summ = seed_summary(teachers, ["params"], "temperature")
     _errorbars(ax, summ, "params", MODE_PALETTE["teacher"], "fitted T")
     ax.axhline(1.0, color="grey", lw=1, ls=":")
-    ax.set_xscale("log")
+    _size_axis(ax, teachers, "params", "arch")
     ax.set_xlabel("teacher parameters (log scale)")
     ax.set_ylabel("fitted temperature T (unitless)")
     ax.set_title("Temperature fitted on validation NLL")
@@ -92,7 +102,7 @@ def student_accuracy_vs_teacher_size(students: pd.DataFrame):
         ax.axhline(mean, color=MODE_PALETTE["baseline"], ls="--", label="no KD (baseline)")
         if np.isfinite(lo):
             ax.axhspan(lo, hi, color=MODE_PALETTE["baseline"], alpha=0.15)
-    ax.set_xscale("log")
+    _size_axis(ax, kd, "teacher_params", "teacher")
     ax.set_xlabel("teacher parameters (log scale)")
     ax.set_ylabel("student test accuracy")
     ax.set_title("Students: accuracy against teacher size (mean, 95% CI over seeds)")
