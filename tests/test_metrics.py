@@ -26,15 +26,18 @@ def reference_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> fl
     bin is [ (B-1)/B, 1 ]. Empty bins contribute nothing; weights are count / n.
     (netcal also clips confidences to [eps, 1 - eps] first, which moves no value across an edge.)
     """
+    return sum(weight * gap for weight, gap in _reference_bins(probs, labels, n_bins))
+
+
+def _reference_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int):
+    """(fraction of samples, |accuracy - confidence|) of every non-empty equal-width bin."""
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == labels).astype(float)
-    total = 0.0
     for b in range(n_bins):
         lo, hi = b / n_bins, (b + 1) / n_bins
         in_bin = (conf >= lo) & ((conf < hi) if b < n_bins - 1 else (conf <= hi))
         if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    return total
+            yield in_bin.mean(), abs(correct[in_bin].mean() - conf[in_bin].mean())
 
 
 def _no_ties(probs: np.ndarray, n_bins: int) -> bool:
@@ -235,15 +238,7 @@ def reference_ace(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> fl
 
 def reference_mce(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Max over non-empty equal-width bins of |acc - conf| (same bins as reference_ece)."""
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(float)
-    worst = 0.0
-    for b in range(n_bins):
-        lo, hi = b / n_bins, (b + 1) / n_bins
-        in_bin = (conf >= lo) & ((conf < hi) if b < n_bins - 1 else (conf <= hi))
-        if in_bin.any():
-            worst = max(worst, abs(correct[in_bin].mean() - conf[in_bin].mean()))
-    return worst
+    return max((gap for _, gap in _reference_bins(probs, labels, n_bins)), default=0.0)
 
 
 def reference_classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
