@@ -122,10 +122,15 @@ def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
             "n": len(frame), "seeds": frame["seed"].nunique()}
 
 
+def _kd_students(students: pd.DataFrame) -> pd.DataFrame:
+    """Students of the distillation modes (calibrator targets included), not sweeps or controls."""
+    return students[students["mode"].isin(KD_MODES) | students["mode"].str.startswith("cal-")]
+
+
 def size_correlations(students: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """Spearman and Kendall of teacher parameters against student accuracy, per mode."""
     rows = []
-    for mode, g in students[students["mode"].isin(KD_MODES)].groupby("mode", sort=False):
+    for mode, g in _kd_students(students).groupby("mode", sort=False):
         for method in ("spearman", "kendall"):
             rows.append({"mode": mode, **correlation(g, "teacher_params", "acc", method, n_boot)})
     return pd.DataFrame(rows)
@@ -141,7 +146,7 @@ def r_squared(x, y) -> float:
 def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
     """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy."""
     rows = []
-    for mode, g in students[students["mode"].isin(KD_MODES)].groupby("mode", sort=False):
+    for mode, g in _kd_students(students).groupby("mode", sort=False):
         for predictor in ("teacher_ece", "teacher_acc"):
             rows.append({"mode": mode, "predictor": predictor,
                          "r2": r_squared(g[predictor], g["acc"]),

@@ -104,7 +104,8 @@ PROFILES: dict[str, dict] = {
                   teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
                   teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
                   eval_batch_size=500,
-                  tau_grid=[2.0], teacher_temperature_grid=[2.0]),
+                  tau_grid=[2.0], teacher_temperature_grid=[2.0],
+                  modes=["uncalibrated", "compose", "replace", "cal-histogram"]),
     # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
     "quick": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
                   teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
@@ -202,8 +203,12 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError(f"seeds must be a non-empty list of non-negative integers, got {cfg.seeds}")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds has duplicates: {cfg.seeds}")
+    calibrated_targets = [f"cal-{name}" for name in cfg.calibrators]
     for mode in cfg.modes:
-        _choice("mode", mode, MODES)
+        _choice("mode", mode, [*MODES, *calibrated_targets])
+        if mode.startswith("cal-") and cfg.augment:
+            raise ConfigError(f"mode {mode!r} distills from a calibrator's fixed targets and needs "
+                              "augment=false")
     for name in cfg.calibrators:
         _choice("calibrator", name, _ALL_CALIBRATORS)
     for name in ("tau_grid", "teacher_temperature_grid"):

@@ -21,6 +21,13 @@ MODE_PALETTE = {"baseline": (0.45, 0.45, 0.45), "uncalibrated": _colors[3], "com
                 "before": _colors[3], "after": _colors[2]}
 
 
+def mode_color(mode: str):
+    """The mode's colour in every figure; calibrator-target modes get the remaining colours."""
+    if mode in MODE_PALETTE:
+        return MODE_PALETTE[mode]
+    return _colors[4 + sum(map(ord, mode)) % 4]
+
+
 def style() -> None:
     sns.set_theme(context="notebook", style="whitegrid")
 
@@ -90,12 +97,14 @@ def temperature_vs_size(teachers: pd.DataFrame):
 def student_accuracy_vs_teacher_size(students: pd.DataFrame):
     """Student test accuracy per distillation mode against teacher size; baseline as a band."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    kd = students[students["mode"] != "baseline"]
+    kd = students[students["mode"].isin(MODE_ORDER) | students["mode"].str.startswith("cal-")]
+    kd = kd[kd["mode"] != "baseline"]
     offsets = {"uncalibrated": 0.97, "compose": 1.0, "replace": 1.03}
-    for mode in [m for m in MODE_ORDER if m in set(kd["mode"])]:
+    extra = sorted(m for m in set(kd["mode"]) if m not in MODE_ORDER)
+    for mode in [m for m in MODE_ORDER if m in set(kd["mode"])] + extra:
         summ = seed_summary(kd[kd["mode"] == mode], ["teacher_params"], "acc")
         summ["teacher_params"] = summ["teacher_params"] * offsets.get(mode, 1.0)
-        _errorbars(ax, summ, "teacher_params", MODE_PALETTE[mode], f"KD, {mode}")
+        _errorbars(ax, summ, "teacher_params", mode_color(mode), f"KD, {mode}")
     base = students[students["mode"] == "baseline"]
     if len(base):
         mean, _, lo, hi, _ = t_interval(base["acc"])
@@ -116,7 +125,7 @@ def paired_mode_differences(diffs: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * len(diffs)))
     labels = diffs["comparison"] + "  |  " + diffs["teacher"].astype(str)
     y = np.arange(len(diffs))
-    colors = [MODE_PALETTE.get(c.split(" - ")[0], "k") for c in diffs["comparison"]]
+    colors = [mode_color(c.split(" - ")[0]) for c in diffs["comparison"]]
     err = np.nan_to_num(np.vstack([diffs["mean"] - diffs["ci_low"], diffs["ci_high"] - diffs["mean"]]))
     for i, color in enumerate(colors):
         ax.errorbar(diffs["mean"].iloc[i] * 100, y[i], xerr=err[:, i:i + 1] * 100, fmt="o",

@@ -308,7 +308,11 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
             variants += [("temp_sweep", v, (cfg.tau, v)) for v in cfg.teacher_temperature_grid
                          if v != 1.0]
         for mode, value, temps in variants:
+            if mode.startswith("cal-"):  # KD from a calibrator's distribution, at tau
+                temps = (cfg.tau, 1.0)
             rc = student_run_config(cfg, seed, mode, rid, t, engine, temps)
+            if mode.startswith("cal-"):
+                rc["calibrator"] = mode[4:]
             tag = mode if value is None else f"{mode}{value:g}"
             plan.append({"rid": run_id("student", f"{cfg.student}-{tag}-{arch}-s{seed}", rc),
                          "seed": seed, "mode": mode, "key": tag, "teacher_rid": rid,
@@ -344,11 +348,16 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
             for p in todo:
                 _seed_all(seed)  # every mode starts from the same weights: a paired comparison
                 model = build_model(cfg.student, splits.in_channels, splits.num_classes)
-                if p["mode"] in SWEEP_MODES:
+                own = None
+                if p["mode"] in SWEEP_MODES or p["mode"].startswith("cal-"):
                     loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha, p["config"]["teacher_temperature"])
                 else:
                     loss = make_loss(p["mode"], cfg.tau, cfg.alpha, p["T"] or 1.0)
-                members[p["key"]] = Member(model, loss, needs_teacher=p["mode"] != "baseline")
+                if p["mode"].startswith("cal-"):
+                    own = calibrated_targets(study, teacher_rid, p["config"]["calibrator"],
+                                             teacher_logits["train"])
+                members[p["key"]] = Member(model, loss, needs_teacher=p["mode"] != "baseline",
+                                           teacher_logits=own)
                 study.begin_run(p["rid"], p["config"])
             ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
             label = todo[0]["teacher_arch"] or "no teacher"
@@ -375,6 +384,22 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                               teacher_logits=teacher_logits)
             ckpt.unlink(missing_ok=True)
     return student_table(cfg, study_dir)
+
+
+def calibrated_targets(study: Study, teacher_rid: str, method: str, train_logits: torch.Tensor):
+    """The teacher's training-set distribution under a fitted calibrator, as KD logits.
+
+    Binning calibrators give probabilities only: their targets are log p, so that at temperature
+    tau the student learns p^(1/tau), renormalised (see notebook 02).
+    """
+    from .calibration import CALIBRATORS
+
+    path = study.run_dir(teacher_rid) / "calibrators" / f"{method}.json"
+    if not path.exists():
+        raise RuntimeError(f"calibrator {method!r} of {teacher_rid} is missing; run notebook 02 "
+                           f"with {method!r} in calibrators")
+    cal = CALIBRATORS[method].from_state(read_json(path)["state"])
+    return torch.from_numpy(cal.target_logits(train_logits.numpy())).float()
 
 
 def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:

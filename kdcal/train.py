@@ -94,6 +94,9 @@ class Member:
     model: torch.nn.Module
     loss: Callable
     needs_teacher: bool = False
+    # this member's own teacher targets, one row per training image (a calibrated teacher's
+    # distribution as logits); used instead of the shared teacher logits
+    teacher_logits: torch.Tensor | None = None
 
 
 @torch.inference_mode()
@@ -142,6 +145,10 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
         teacher_logits = None if recipe.augment else teacher_logits
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(engine.device)
+    own_targets = {n: m.teacher_logits.to(engine.device) for n, m in members.items()
+                   if m.teacher_logits is not None}
+    if own_targets and recipe.augment:
+        raise ValueError("per-member teacher targets need un-augmented inputs (augment=False)")
 
     n_train = len(splits.train_y)
     steps = len(epoch_batches(n_train, recipe.batch_size, seed, 0))
@@ -174,7 +181,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
                     group["lr"] = lr
                 with engine.autocast():
                     out = runners[n](xb)
-                loss = members[n].loss(out.float(), yb, tb)
+                target = own_targets[n][idx] if n in own_targets else tb
+                loss = members[n].loss(out.float(), yb, target)
                 opts[n].zero_grad(set_to_none=True)
                 loss.backward()
                 opts[n].step()

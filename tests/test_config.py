@@ -74,7 +74,7 @@ def test_parse_sets():
                        " lr = 0.05 "])
     assert sets == {"seeds": "0,1", "teachers": "resnet8,resnet20", "tau": "2",
                     "augment": "True", "lr": "0.05"}
-    cfg = resolve("smoke", sets)
+    cfg = resolve("quick", sets)
     assert cfg.seeds == [0, 1]
     assert cfg.teachers == ["resnet8", "resnet20"]
     assert cfg.tau == 2.0 and isinstance(cfg.tau, float)
@@ -131,3 +131,12 @@ def test_to_json_roundtrip():
 
     cfg = resolve("smoke")
     assert json.loads(cfg.to_json()) == cfg.to_dict()
+
+
+def test_calibrator_target_modes_need_the_calibrator_and_fixed_inputs():
+    cfg = resolve("quick", {"modes": ["uncalibrated", "cal-histogram"]})
+    assert cfg.modes == ["uncalibrated", "cal-histogram"]
+    with pytest.raises(ConfigError, match="mode='cal-isotonic' is not valid"):
+        resolve("quick", {"modes": ["cal-isotonic"]})  # isotonic is not among quick's calibrators
+    with pytest.raises(ConfigError, match="needs augment=false"):
+        resolve("quick", {"modes": ["cal-histogram"], "augment": True})

@@ -17,10 +17,10 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal", "ace", "mce",
                      "classwise_ece", "brier"]].notna().all().all()
     assert (teachers["temperature"] > 0).all()
-    assert sorted(students["mode"].unique()) == ["baseline", "compose", "replace", "tau_sweep",
-                                                 "temp_sweep", "uncalibrated"]
-    # seeds x (teachers x (3 modes + 1 tau control + 1 temperature-sweep point) + baseline)
-    assert len(students) == 2 * (2 * 5 + 1)
+    assert sorted(students["mode"].unique()) == ["baseline", "cal-histogram", "compose", "replace",
+                                                 "tau_sweep", "temp_sweep", "uncalibrated"]
+    # seeds x (teachers x (4 modes + 1 tau control + 1 temperature-sweep point) + baseline)
+    assert len(students) == 2 * (2 * 6 + 1)
     sweep = students[students["mode"] == "temp_sweep"]
     assert (sweep["teacher_temperature"] == 2.0).all() and (sweep["kd_tau"] == 4.0).all()
     assert (students.loc[students["mode"] == "tau_sweep", "kd_tau"] == 2.0).all()

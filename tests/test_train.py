@@ -188,3 +188,29 @@ def test_tiny_splits_shapes(splits):
     s = splits
     assert len(s.train_y) == 256 and len(s.val_y) == 64
     assert s.train_x.shape[1:] == (1, 16, 16) and s.train_x.dtype == torch.uint8
+
+
+def test_member_own_teacher_targets_replace_the_shared_ones(splits, cpu_engine):
+    """A calibrated-target student reads its own teacher rows; equal rows give equal training."""
+    n = len(splits.train_y)
+    shared = torch.randn(n, 10, generator=torch.Generator().manual_seed(1))
+    other = torch.randn(n, 10, generator=torch.Generator().manual_seed(2))
+    loss = make_loss("uncalibrated", tau=4.0, alpha=0.9)
+    members = {"shared": Member(_model(), loss, True),
+               "same_rows": Member(_model(), loss, True, teacher_logits=shared.clone()),
+               "other_rows": Member(_model(), loss, True, teacher_logits=other)}
+    out = train_group(members, splits, Recipe(epochs=1, batch_size=64), 0, cpu_engine,
+                      teacher_logits=shared, log=lambda s: None)
+    _assert_same_state(out["models"]["shared"], out["models"]["same_rows"])
+    a = out["models"]["shared"].state_dict()["fc.weight"]
+    b = out["models"]["other_rows"].state_dict()["fc.weight"]
+    assert not torch.equal(a, b)
+
+
+def test_own_targets_refuse_augmented_inputs(splits, cpu_engine):
+    n = len(splits.train_y)
+    m = {"s": Member(_model(), make_loss("uncalibrated", 4.0, 0.9), True,
+                     teacher_logits=torch.zeros(n, 10))}
+    with pytest.raises(ValueError, match="augment"):
+        train_group(m, splits, Recipe(epochs=1, batch_size=64, augment=True), 0, cpu_engine,
+                    teacher=_model(), log=lambda s: None)
