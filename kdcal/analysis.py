@@ -165,7 +165,7 @@ def verdict(low: float, high: float, direction: str) -> str:
 
 def claims_table(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """The paper's claims, each tested on this run's data with a statistic, interval and verdict."""
-    teachers = results[results["role"] == "teacher"]
+    teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]
     students = results[results["role"] == "student"]
     rows = []
 

@@ -15,6 +15,7 @@ from .data import DATASETS
 from .models import ARCHS
 
 MODES = ("uncalibrated", "compose", "replace")
+TEACHER_VARIANTS = ("label_smoothing", "mixup", "early_stop")
 SCHEDULES = ("cosine", "step")
 DEVICES = ("cpu", "cuda", "auto")
 AMP = ("auto", "off", "bf16")
@@ -69,6 +70,12 @@ class StudyConfig:
     # calibration: temperature scaling always runs (it sets T for the KD modes); these are
     # compared beside it on the teachers
     calibrators: list = field(default_factory=lambda: ["temperature", "histogram"])
+    # calibration by training: extra teacher rows trained with label smoothing, with mixup, or
+    # stopped early (after early_stop_epochs, 0 = half of teacher_epochs); [] = off
+    teacher_variants: list = field(default_factory=list)
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.2
+    early_stop_epochs: int = 0
     # metrics
     ece_bins: int = 15
     # engine
@@ -94,6 +101,7 @@ _CIFAR_RECIPE = dict(
     weight_decay=5e-4, momentum=0.9, tau=4.0, alpha=0.9, augment=True, device="cuda",
     val_size=5000, seeds=[0, 1, 2, 3, 4], calibrators=list(_ALL_CALIBRATORS),
     tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
+    teacher_variants=["label_smoothing", "mixup", "early_stop"],
     teachers=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4"],
     student="resnet8",
 )
@@ -105,7 +113,8 @@ PROFILES: dict[str, dict] = {
                   teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
                   eval_batch_size=500,
                   tau_grid=[2.0], teacher_temperature_grid=[2.0],
-                  modes=["uncalibrated", "compose", "replace", "cal-histogram"]),
+                  modes=["uncalibrated", "compose", "replace", "cal-histogram"],
+                  teacher_variants=["label_smoothing", "mixup", "early_stop"]),
     # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
     "quick": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
                   teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
@@ -115,6 +124,7 @@ PROFILES: dict[str, dict] = {
                          teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
                                    "resnet56", "resnet110"], calibrators=list(_ALL_CALIBRATORS),
                          tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
+                         teacher_variants=["label_smoothing", "mixup", "early_stop"],
                          student="resnet8", seeds=[0, 1, 2, 3, 4], teacher_epochs=60,
                          student_epochs=60, batch_size=128, augment=True),
     "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
@@ -211,6 +221,13 @@ def validate(cfg: StudyConfig) -> None:
                               "augment=false")
     for name in cfg.calibrators:
         _choice("calibrator", name, _ALL_CALIBRATORS)
+    for variant in cfg.teacher_variants:
+        _choice("teacher variant", variant, TEACHER_VARIANTS)
+    _range("label_smoothing", cfg.label_smoothing, 0, 1)
+    _range("mixup_alpha", cfg.mixup_alpha, 0, lo_open=True)
+    if not 0 <= cfg.early_stop_epochs < cfg.teacher_epochs:
+        raise ConfigError(f"early_stop_epochs={cfg.early_stop_epochs} is out of range; valid: "
+                          f"[0, {cfg.teacher_epochs - 1}] (0 = half of teacher_epochs)")
     for name in ("tau_grid", "teacher_temperature_grid"):
         grid = getattr(cfg, name)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100

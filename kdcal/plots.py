@@ -231,3 +231,20 @@ def temperature_sweep(sweep: pd.DataFrame):
     fig.suptitle("Does the student's optimum sit at the calibrated temperature? (mean, 95% CI over seeds)")
     fig.tight_layout()
     return fig
+
+
+def teacher_variants(table: pd.DataFrame):
+    """Test ECE before and after temperature scaling of standard teachers and their variants."""
+    order = table.sort_values("params")["arch"].unique()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
+    for ax, col, title in zip(axes, ("ece", "ece_cal"), ("as trained", "after temperature scaling")):
+        sns.pointplot(table, x="arch", y=col, hue="variant", order=order, ax=ax,
+                      errorbar=_t_errorbar, dodge=0.4, linestyle="none", capsize=0.1)
+        ax.set_xlabel("teacher (ordered by parameters)")
+        ax.set_ylabel("test ECE (15 bins)")
+        ax.set_title(title)
+    axes[1].get_legend().remove()
+    axes[0].legend(fontsize=8, title="trained with")
+    fig.suptitle("Calibration by training (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig

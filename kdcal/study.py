@@ -118,6 +118,79 @@ def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     return teacher_table(cfg, study_dir)
 
 
+def variant_recipe(cfg: StudyConfig, variant: str) -> tuple[Recipe, float]:
+    """(recipe, label smoothing) of a teacher calibrated by training."""
+    recipe, smoothing = teacher_recipe(cfg), 0.0
+    if variant == "label_smoothing":
+        smoothing = cfg.label_smoothing
+    elif variant == "mixup":
+        recipe.mixup_alpha = cfg.mixup_alpha
+    elif variant == "early_stop":
+        recipe.stop_epoch = cfg.early_stop_epochs or max(1, cfg.teacher_epochs // 2)
+    return recipe, smoothing
+
+
+def variant_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[str, str, int, str]]:
+    """(run id, arch, seed, variant) of every teacher variant calibrated by training."""
+    engine = engine or engine_for(cfg)
+    runs = []
+    for variant in cfg.teacher_variants:
+        recipe, smoothing = variant_recipe(cfg, variant)
+        for rid, arch, seed in teacher_runs(cfg, engine):
+            rc = {**teacher_run_config(cfg, arch, seed, engine), "variant": variant,
+                  "recipe": vars(recipe), "label_smoothing": smoothing}
+            runs.append((run_id("teacher", f"{arch}-{variant}-s{seed}", rc), arch, seed, variant))
+    return runs
+
+
+def train_teacher_variants(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
+    """Teachers calibrated by training (label smoothing, mixup, early stopping), with their own
+    temperature fitted on validation like the others. They are compared, not distilled from."""
+    import torch.nn.functional as F
+
+    study, engine = Study(study_dir), engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    with study.lock():
+        for rid, arch, seed, variant in variant_runs(cfg, engine):
+            if study.is_done(rid):
+                log(f"[{rid}] done, skipped")
+                continue
+            recipe, smoothing = variant_recipe(cfg, variant)
+            config = {"variant": variant, "recipe": vars(recipe), "label_smoothing": smoothing}
+            run = study.begin_run(rid, {**teacher_run_config(cfg, arch, seed, engine), **config})
+            _seed_all(seed)
+            model = build_model(arch, splits.in_channels, splits.num_classes)
+            loss = lambda s, y, t=None: F.cross_entropy(s, y, label_smoothing=smoothing)  # noqa: E731
+            t0 = time.perf_counter()
+            out = train_group({arch: Member(model, loss)}, splits, recipe, seed, engine,
+                              run / "train.pt", desc=f"teacher {arch} ({variant}) seed {seed}", log=log)
+            if out["failed"]:
+                write_json({"error": out["failed"][arch]}, run / "failed.json")
+                continue
+            _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
+                          {"role": "teacher", "arch": arch, "seed": seed, "variant": variant,
+                           "params": count_params(model), "train_seconds": time.perf_counter() - t0,
+                           "history": out["history"][arch]})
+            _calibrate_run(study, rid, cfg)
+    return variant_table(cfg, study_dir)
+
+
+def variant_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
+    """The standard teachers and their variants: metrics before and after temperature scaling."""
+    study, rows = Study(study_dir), []
+    runs = [(rid, arch, seed, "standard") for rid, arch, seed in teacher_runs(cfg)] + \
+        variant_runs(cfg)
+    for rid, arch, seed, variant in runs:
+        run = study.run_dir(rid)
+        if study.is_done(rid) and (run / "calibration.json").exists():
+            m, c = read_json(run / "metrics.json"), read_json(run / "calibration.json")
+            rows.append({"arch": arch, "params": m["params"], "seed": seed, "variant": variant,
+                         "acc": m["acc"], "ece": m["ece"], "nll": m["nll"],
+                         "temperature": c["temperature"], "ece_cal": c["test_after"]["ece"],
+                         "nll_cal": c["test_after"]["nll"], "run_id": rid})
+    return pd.DataFrame(rows)
+
+
 def _finish_model(study: Study, rid: str, model, splits: Splits, engine: Engine,
                   cfg: StudyConfig, info: dict, keep_train_logits: bool = False,
                   teacher_logits: dict | None = None) -> dict:
@@ -176,16 +249,24 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                                    "run notebook 01 first")
             if (run / "calibration.json").exists():
                 continue
-            z = load_arrays(run / "logits.npz")
-            t = fit_temperature(z["val_logits"], z["val_labels"])
-            before = metrics.summarize(z["test_logits"], z["test_labels"], cfg.ece_bins)
-            after = metrics.summarize(z["test_logits"] / t, z["test_labels"], cfg.ece_bins)
-            write_json({"method": "temperature", "temperature": t,
-                        "val_nll_before": metrics.nll(z["val_logits"], z["val_labels"]),
-                        "val_nll_after": metrics.nll(z["val_logits"] / t, z["val_labels"]),
-                        "test_before": before, "test_after": after}, run / "calibration.json")
-            log(f"[{rid}] T={t:.3f} test ECE {before['ece']:.4f} -> {after['ece']:.4f}")
+            c = _calibrate_run(study, rid, cfg)
+            log(f"[{rid}] T={c['temperature']:.3f} test ECE {c['test_before']['ece']:.4f} -> "
+                f"{c['test_after']['ece']:.4f}")
     return calibration_table(cfg, study_dir)
+
+
+def _calibrate_run(study: Study, rid: str, cfg: StudyConfig) -> dict:
+    """Fit T on one run's validation logits; write and return its calibration.json."""
+    run = study.run_dir(rid)
+    z = load_arrays(run / "logits.npz")
+    t = fit_temperature(z["val_logits"], z["val_labels"])
+    result = {"method": "temperature", "temperature": t,
+              "val_nll_before": metrics.nll(z["val_logits"], z["val_labels"]),
+              "val_nll_after": metrics.nll(z["val_logits"] / t, z["val_labels"]),
+              "test_before": metrics.summarize(z["test_logits"], z["test_labels"], cfg.ece_bins),
+              "test_after": metrics.summarize(z["test_logits"] / t, z["test_labels"], cfg.ece_bins)}
+    write_json(result, run / "calibration.json")
+    return result
 
 
 def compare_calibrators(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
@@ -438,7 +519,11 @@ def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
         students["teacher_ece"] = tr.map(info["ece"])
         if "ece_cal" in info:
             students["teacher_ece_cal"] = tr.map(info["ece_cal"])
-    table = pd.concat([teachers, students], ignore_index=True)
+    variants = variant_table(cfg, study_dir) if cfg.teacher_variants else pd.DataFrame()
+    if len(variants):  # teachers calibrated by training: extra teacher rows, mode = the variant
+        variants = variants[variants["variant"] != "standard"].rename(columns={"variant": "mode"})
+        variants = variants.assign(role="teacher", teacher="")
+    table = pd.concat([teachers, students, variants], ignore_index=True)
     cols = [c for c in RESULT_COLUMNS if c in table] + \
         [c for c in table if c not in RESULT_COLUMNS + VOLATILE_COLUMNS and c != "teacher_run"]
     return table[cols]

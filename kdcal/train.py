@@ -35,6 +35,8 @@ class Recipe:
     milestones: list = field(default_factory=list)
     gamma: float = 0.1
     augment: bool = False
+    mixup_alpha: float = 0.0  # > 0: mixup (Zhang et al. 2018) with Beta(alpha, alpha) weights
+    stop_epoch: int = 0  # > 0: stop there, on the full run's schedule (an early-stopped model)
 
     def lr_at(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         if self.schedule == "cosine":
@@ -63,6 +65,16 @@ class Engine:
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def _beta(gen: torch.Generator, alpha: float) -> float:
+    """A Beta(alpha, alpha) draw from a seeded generator (Johnk's algorithm), so that a resumed
+    mixup run draws the same weights; torch.distributions cannot take a generator."""
+    while True:
+        u = torch.rand(2, generator=gen, dtype=torch.float64) ** (1.0 / alpha)
+        total = float(u.sum())
+        if 0 < total <= 1.0:
+            return float(u[0]) / total
 
 
 def cpu_has_bf16() -> bool:
@@ -154,9 +166,9 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
     steps = len(epoch_batches(n_train, recipe.batch_size, seed, 0))
     n_seen = sum(len(b) for b in epoch_batches(n_train, recipe.batch_size, seed, 0))
     pad = max(1, splits.image_size // 8)
-    bar = tqdm(total=recipe.epochs * steps, initial=start_epoch * steps, desc=desc,
+    bar = tqdm(total=(recipe.stop_epoch or recipe.epochs) * steps, initial=start_epoch * steps, desc=desc,
                unit="batch", leave=False, mininterval=1.0)
-    for epoch in range(start_epoch, recipe.epochs):
+    for epoch in range(start_epoch, recipe.stop_epoch or recipe.epochs):
         t0 = time.perf_counter()
         active = [n for n in names if n not in failed]
         for n in active:
@@ -169,6 +181,12 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
             if recipe.augment:
                 xb_u8 = augment_batch(xb_u8, pad, gen)
             xb = engine.inputs(splits.normalize(xb_u8))
+            mix = None
+            if recipe.mixup_alpha > 0:  # one weight and pairing per batch, seeded per step
+                lam = _beta(gen, recipe.mixup_alpha)
+                perm = torch.randperm(len(yb), generator=gen).to(yb.device)
+                xb = lam * xb + (1 - lam) * xb[perm]
+                mix = (lam, perm)
             tb = None
             if teacher_logits is not None:
                 tb = teacher_logits[idx]
@@ -183,6 +201,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
                     out = runners[n](xb)
                 target = own_targets[n][idx] if n in own_targets else tb
                 loss = members[n].loss(out.float(), yb, target)
+                if mix is not None:
+                    loss = mix[0] * loss + (1 - mix[0]) * members[n].loss(out.float(), yb[mix[1]], target)
                 opts[n].zero_grad(set_to_none=True)
                 loss.backward()
                 opts[n].step()

@@ -12,8 +12,12 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     for name in ("01_train_teachers", "02_calibrate_teachers", "03_distill_students", "04_analyze"):
         assert (smoke_study / f"{name}.ipynb").exists()
     res = pd.read_csv(smoke_study / "results.csv")
-    teachers, students = res[res["role"] == "teacher"], res[res["role"] == "student"]
+    teachers = res[(res["role"] == "teacher") & (res["mode"] == "teacher")]
+    students = res[res["role"] == "student"]
     assert len(teachers) == 4  # 2 architectures x 2 seeds
+    variants = res[(res["role"] == "teacher") & (res["mode"] != "teacher")]
+    assert sorted(variants["mode"].unique()) == ["early_stop", "label_smoothing", "mixup"]
+    assert len(variants) == 3 * 4 and variants[["ece", "temperature", "ece_cal"]].notna().all().all()
     assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal", "ace", "mce",
                      "classwise_ece", "brier"]].notna().all().all()
     assert (teachers["temperature"] > 0).all()
@@ -31,7 +35,7 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     figures = {p.name for p in (smoke_study / "figures").iterdir()}
     for fig in ("teacher_calibration_vs_size", "student_accuracy_vs_teacher_size",
                 "teacher_reliability", "paired_mode_differences", "calibrators_by_teacher",
-                "calibrators_reliability", "teacher_temperature_sweep"):
+                "calibrators_reliability", "teacher_temperature_sweep", "teacher_variants"):
         assert f"{fig}.png" in figures and f"{fig}.svg" in figures
     claims = pd.read_csv(smoke_study / "claims.csv")
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}

@@ -214,3 +214,29 @@ def test_own_targets_refuse_augmented_inputs(splits, cpu_engine):
     with pytest.raises(ValueError, match="augment"):
         train_group(m, splits, Recipe(epochs=1, batch_size=64, augment=True), 0, cpu_engine,
                     teacher=_model(), log=lambda s: None)
+
+
+def test_early_stop_is_the_full_runs_trajectory_cut_short(splits, cpu_engine):
+    """stop_epoch keeps the full run's schedule: epoch k of both runs is the same model."""
+    from dataclasses import replace
+
+    full = Recipe(epochs=3, batch_size=64)
+    histories = []
+    for recipe in (full, replace(full, stop_epoch=1)):
+        out = train_group({"m": Member(_model(), _ce)}, splits, recipe, 0, cpu_engine,
+                          log=lambda s: None)
+        histories.append(out["history"]["m"])
+    assert len(histories[1]) == 1
+    assert _history_core(histories[1]) == _history_core(histories[0][:1])
+
+
+def test_mixup_is_seeded_and_changes_training(splits, cpu_engine):
+    def run(alpha):
+        out = train_group({"m": Member(_model(), _ce)}, splits,
+                          Recipe(epochs=1, batch_size=64, mixup_alpha=alpha), 0, cpu_engine,
+                          log=lambda s: None)
+        return out["models"]["m"]
+
+    a, b, plain = run(0.2), run(0.2), run(0.0)
+    _assert_same_state(a, b)
+    assert not torch.equal(a.state_dict()["fc.weight"], plain.state_dict()["fc.weight"])
