@@ -74,9 +74,19 @@ def student_recipe(cfg: StudyConfig) -> Recipe:
                   cfg.augment)
 
 
+def recipe_config(recipe: Recipe) -> dict:
+    """The recipe as it enters run ids. Options added later are left out at their default
+    (off), so adding an option never changes the ids, nor reruns, of existing studies."""
+    config = dict(vars(recipe))
+    for key in ("mixup_alpha", "stop_epoch"):
+        if not config[key]:
+            del config[key]
+    return config
+
+
 def teacher_run_config(cfg: StudyConfig, arch: str, seed: int, engine: Engine) -> dict:
     return {"role": "teacher", "arch": arch, "seed": seed, "data": data_config(cfg),
-            "recipe": vars(teacher_recipe(cfg)), "amp": _amp_name(engine)}
+            "recipe": recipe_config(teacher_recipe(cfg)), "amp": _amp_name(engine)}
 
 
 def teacher_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[str, str, int]]:
@@ -138,7 +148,7 @@ def variant_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[s
         recipe, smoothing = variant_recipe(cfg, variant)
         for rid, arch, seed in teacher_runs(cfg, engine):
             rc = {**teacher_run_config(cfg, arch, seed, engine), "variant": variant,
-                  "recipe": vars(recipe), "label_smoothing": smoothing}
+                  "recipe": recipe_config(recipe), "label_smoothing": smoothing}
             runs.append((run_id("teacher", f"{arch}-{variant}-s{seed}", rc), arch, seed, variant))
     return runs
 
@@ -156,7 +166,7 @@ def train_teacher_variants(cfg: StudyConfig, study_dir, log=print) -> pd.DataFra
                 log(f"[{rid}] done, skipped")
                 continue
             recipe, smoothing = variant_recipe(cfg, variant)
-            config = {"variant": variant, "recipe": vars(recipe), "label_smoothing": smoothing}
+            config = {"variant": variant, "recipe": recipe_config(recipe), "label_smoothing": smoothing}
             run = study.begin_run(rid, {**teacher_run_config(cfg, arch, seed, engine), **config})
             _seed_all(seed)
             model = build_model(arch, splits.in_channels, splits.num_classes)
@@ -362,7 +372,7 @@ def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str 
     return {"role": "student", "arch": cfg.student, "seed": seed, "mode": mode,
             "teacher_run": teacher_rid, "kd_tau": kd_tau, "teacher_temperature": teacher_t,
             "alpha": cfg.alpha if mode != "baseline" else None, "data": data_config(cfg),
-            "recipe": vars(student_recipe(cfg)), "amp": _amp_name(engine)}
+            "recipe": recipe_config(student_recipe(cfg)), "amp": _amp_name(engine)}
 
 
 def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> list[dict]:
