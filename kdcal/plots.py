@@ -189,20 +189,31 @@ def _t_errorbar(values):
     return (lo, hi) if np.isfinite(lo) else (mean, mean)
 
 
-def calibrator_comparison(methods: pd.DataFrame):
-    """Test ECE and NLL of every teacher under every calibration method (95% t-intervals)."""
-    order = methods.sort_values("params")["arch"].unique()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
-    for ax, metric, label in zip(axes, ("ece", "nll"), ("test ECE (15 bins)", "test NLL (nats)")):
-        sns.pointplot(methods, x="arch", y=metric, hue="method", order=order, ax=ax,
+def _teacher_points(frame: pd.DataFrame, hue: str, panels: list[tuple], legend: str,
+                    title: str, sharey: bool = False):
+    """One panel per (column, y label, panel title): teachers on x by size, ``hue`` as points."""
+    order = frame.sort_values("params")["arch"].unique()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), sharey=sharey)
+    for ax, (col, ylabel, panel_title) in zip(np.atleast_1d(axes), panels):
+        sns.pointplot(frame, x="arch", y=col, hue=hue, order=order, ax=ax,
                       errorbar=_t_errorbar, dodge=0.4, linestyle="none", capsize=0.1)
         ax.set_xlabel("teacher (ordered by parameters)")
-        ax.set_ylabel(label)
-    axes[1].get_legend().remove()
-    axes[0].legend(fontsize=8, title="calibration")
-    fig.suptitle("Calibrators fitted on validation logits, scored on test (mean, 95% CI over seeds)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+        if ax is not np.atleast_1d(axes)[0]:
+            ax.get_legend().remove()
+    np.atleast_1d(axes)[0].legend(fontsize=8, title=legend)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def calibrator_comparison(methods: pd.DataFrame):
+    """Test ECE and NLL of every teacher under every calibration method (95% t-intervals)."""
+    return _teacher_points(methods, "method", [("ece", "test ECE (15 bins)", ""),
+                                               ("nll", "test NLL (nats)", "")], "calibration",
+                           "Calibrators fitted on validation logits, scored on test "
+                           "(mean, 95% CI over seeds)")
 
 
 def temperature_sweep(sweep: pd.DataFrame):
@@ -235,16 +246,8 @@ def temperature_sweep(sweep: pd.DataFrame):
 
 def teacher_variants(table: pd.DataFrame):
     """Test ECE before and after temperature scaling of standard teachers and their variants."""
-    order = table.sort_values("params")["arch"].unique()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
-    for ax, col, title in zip(axes, ("ece", "ece_cal"), ("as trained", "after temperature scaling")):
-        sns.pointplot(table, x="arch", y=col, hue="variant", order=order, ax=ax,
-                      errorbar=_t_errorbar, dodge=0.4, linestyle="none", capsize=0.1)
-        ax.set_xlabel("teacher (ordered by parameters)")
-        ax.set_ylabel("test ECE (15 bins)")
-        ax.set_title(title)
-    axes[1].get_legend().remove()
-    axes[0].legend(fontsize=8, title="trained with")
-    fig.suptitle("Calibration by training (mean, 95% CI over seeds)")
-    fig.tight_layout()
-    return fig
+    return _teacher_points(table, "variant", [("ece", "test ECE (15 bins)", "as trained"),
+                                              ("ece_cal", "test ECE (15 bins)",
+                                               "after temperature scaling")],
+                           "trained with", "Calibration by training (mean, 95% CI over seeds)",
+                           sharey=True)
