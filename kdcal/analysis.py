@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
+
 CONFIDENCE = 0.95
-KD_MODES = ("uncalibrated", "compose", "replace")  # the sweeps and controls are analysed apart
 VERDICT_RULE = (
     "Correlations carry the envelope of a seed bootstrap and a t-interval of per-seed values. "
     "supported: the 95% interval lies entirely on the side the claim predicts; "
@@ -33,14 +34,18 @@ def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, fl
     return (mean, std, mean - half, mean + half, n)
 
 
+def interval(values) -> dict:
+    """{mean, std, ci_low, ci_high, n} of :func:`t_interval`: one row of a summary table."""
+    mean, std, lo, hi, n = t_interval(values)
+    return {"mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n}
+
+
 def seed_summary(frame: pd.DataFrame, by: list[str], value: str = "acc") -> pd.DataFrame:
     """Mean, std and 95% t-interval of ``value`` over seeds for each group of ``by``."""
     rows = []
     for key, g in frame.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        mean, std, lo, hi, n = t_interval(g[value])
-        rows.append({**dict(zip(by, key)), "mean": mean, "std": std, "ci_low": lo,
-                     "ci_high": hi, "n": n})
+        rows.append({**dict(zip(by, key)), **interval(g[value])})
     return pd.DataFrame(rows)
 
 
@@ -58,12 +63,9 @@ def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str,
     else:
         b = students[students["mode"] == mode_b].set_index(["teacher", "seed"])[value]
     diff = (a - b).dropna().rename("diff").reset_index()
-    rows = []
-    for teacher, g in diff.groupby("teacher", sort=False):
-        mean, std, lo, hi, n = t_interval(g["diff"])
-        rows.append({"teacher": teacher, "mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n})
-    mean, std, lo, hi, n = t_interval(diff["diff"])
-    rows.append({"teacher": "all", "mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n})
+    rows = [{"teacher": teacher, **interval(g["diff"])}
+            for teacher, g in diff.groupby("teacher", sort=False)]
+    rows.append({"teacher": "all", **interval(diff["diff"])})
     out = pd.DataFrame(rows)
     out.insert(0, "comparison", f"{mode_a} - {mode_b}")
     return out
@@ -261,11 +263,18 @@ def method_summary(methods: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="params")
 
 
-def tau_candidates(students: pd.DataFrame, tau: float) -> pd.DataFrame:
+def tau_candidates(students: pd.DataFrame) -> pd.DataFrame:
     """Uncalibrated KD students at every distillation temperature tried (the sweep and tau itself)."""
     sweep = students[students["mode"] == "tau_sweep"]
     base = students[(students["mode"] == "uncalibrated") & students["seed"].isin(sweep["seed"])]
     return pd.concat([base, sweep], ignore_index=True)
+
+
+def _best_taus(cand: pd.DataFrame) -> tuple[dict, float]:
+    """Each teacher's tau, and the one shared tau, with the highest mean validation accuracy."""
+    val = cand.groupby(["teacher", "kd_tau"])["val_acc"].mean()
+    best = {t: float(val.loc[t].idxmax()) for t in cand["teacher"].unique()}
+    return best, float(val.groupby("kd_tau").mean().idxmax())
 
 
 def tau_controls(students: pd.DataFrame, tau: float) -> pd.DataFrame:
@@ -275,15 +284,14 @@ def tau_controls(students: pd.DataFrame, tau: float) -> pd.DataFrame:
     both chosen on mean validation accuracy over the control seeds, reported with test accuracy
     beside calibrated KD (``replace``, ``compose``) on the same seeds.
     """
-    cand = tau_candidates(students, tau)
+    cand = tau_candidates(students)
     if cand.empty or cand["kd_tau"].nunique() < 2:
         return pd.DataFrame()
-    val = cand.groupby(["teacher", "kd_tau"])["val_acc"].mean()
-    shared_tau = float(val.groupby("kd_tau").mean().idxmax())
+    best, shared_tau = _best_taus(cand)
     seeds = set(cand["seed"])
     rows = []
     for teacher, g in cand.groupby("teacher", sort=False):
-        best_tau = float(val.loc[teacher].idxmax())
+        best_tau = best[teacher]
         row = {"teacher": teacher, "teacher_params": g["teacher_params"].iloc[0],
                "best_tau": best_tau, "shared_tau": shared_tau}
         for label, t in (("tuned", best_tau), ("shared", shared_tau), ("default", tau)):
@@ -299,11 +307,10 @@ def tau_controls(students: pd.DataFrame, tau: float) -> pd.DataFrame:
 
 def tuned_tau_students(students: pd.DataFrame, tau: float) -> pd.DataFrame:
     """The uncalibrated students at each teacher's validation-tuned tau (one row per seed)."""
-    cand = tau_candidates(students, tau)
+    cand = tau_candidates(students)
     if cand.empty:
         return cand
-    val = cand.groupby(["teacher", "kd_tau"])["val_acc"].mean()
-    best = {t: float(val.loc[t].idxmax()) for t in cand["teacher"].unique()}
+    best, _ = _best_taus(cand)
     return cand[cand["kd_tau"] == cand["teacher"].map(best)]
 
 
@@ -319,16 +326,13 @@ def temperature_sweep(students: pd.DataFrame) -> pd.DataFrame:
     seeds = set(sweep["seed"])
     same = students["seed"].isin(seeds)
     plain = students[(students["mode"] == "uncalibrated") & same].assign(teacher_temperature=1.0)
-    comp = students[(students["mode"] == "compose") & same].assign(
-        teacher_temperature=lambda f: f["temperature"])
+    comp = students[(students["mode"] == "compose") & same]
     # T differs a little between seeds: the star sits at the teacher's mean fitted T
-    comp = comp.assign(teacher_temperature=comp.groupby("teacher")["teacher_temperature"].transform("mean"))
+    comp = comp.assign(teacher_temperature=comp.groupby("teacher")["temperature"].transform("mean"))
     rows = pd.concat([sweep.assign(point="sweep"), plain.assign(point="sweep"),
                       comp.assign(point="fitted T")], ignore_index=True)
     out = []
     for (teacher, point, m), g in rows.groupby(["teacher", "point", "teacher_temperature"]):
-        mean, _, lo, hi, n = t_interval(g["acc"])
         out.append({"teacher": teacher, "teacher_params": g["teacher_params"].iloc[0],
-                    "point": point, "teacher_temperature": m, "mean": mean, "ci_low": lo,
-                    "ci_high": hi, "n": n})
+                    "point": point, "teacher_temperature": m, **interval(g["acc"])})
     return pd.DataFrame(out).sort_values(["teacher_params", "teacher_temperature"])

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, fields
 
 from .calibration import CALIBRATORS
 from .data import DATASETS
+from .distill import KD_MODES
 from .models import ARCHS
 
-MODES = ("uncalibrated", "compose", "replace")
+MODES = KD_MODES
 TEACHER_VARIANTS = ("label_smoothing", "mixup", "early_stop")
 SCHEDULES = ("cosine", "step")
 DEVICES = ("cpu", "cuda", "auto")

@@ -107,25 +107,35 @@ def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     splits = load_splits(cfg, engine)
     with study.lock():
         for rid, arch, seed in teacher_runs(cfg, engine):
-            if study.is_done(rid):
-                log(f"[{rid}] done, skipped")
-                continue
-            run = study.begin_run(rid, teacher_run_config(cfg, arch, seed, engine))
-            _seed_all(seed)
-            model = build_model(arch, splits.in_channels, splits.num_classes)
-            t0 = time.perf_counter()
-            out = train_group({arch: Member(model, make_loss("baseline", cfg.tau, cfg.alpha))},
-                              splits, teacher_recipe(cfg), seed, engine, run / "train.pt",
-                              desc=f"teacher {arch} seed {seed}", log=log)
-            if out["failed"]:
-                write_json({"error": out["failed"][arch]}, run / "failed.json")
-                log(f"[{rid}] FAILED: {out['failed'][arch]}; the other runs continue")
-                continue
-            _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
-                          {"role": "teacher", "arch": arch, "seed": seed,
-                           "params": count_params(model), "train_seconds": time.perf_counter() - t0,
-                           "history": out["history"][arch]}, keep_train_logits=True)
+            _train_teacher(study, rid, teacher_run_config(cfg, arch, seed, engine), arch, seed,
+                           make_loss("baseline", cfg.tau, cfg.alpha), teacher_recipe(cfg),
+                           splits, engine, cfg, f"teacher {arch} seed {seed}", log,
+                           keep_train_logits=True)
     return teacher_table(cfg, study_dir)
+
+
+def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, loss,
+                   recipe: Recipe, splits: Splits, engine: Engine, cfg: StudyConfig, desc: str,
+                   log, keep_train_logits: bool = False) -> None:
+    """Train one teacher run unless it is done; a diverged loss leaves failed.json."""
+    if study.is_done(rid):
+        log(f"[{rid}] done, skipped")
+        return
+    run = study.begin_run(rid, config)
+    _seed_all(seed)
+    model = build_model(arch, splits.in_channels, splits.num_classes)
+    t0 = time.perf_counter()
+    out = train_group({arch: Member(model, loss)}, splits, recipe, seed, engine,
+                      run / "train.pt", desc=desc, log=log)
+    if out["failed"]:
+        write_json({"error": out["failed"][arch]}, run / "failed.json")
+        log(f"[{rid}] FAILED: {out['failed'][arch]}; the other runs continue")
+        return
+    _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
+                  {"role": "teacher", "arch": arch, "seed": seed,
+                   **({"variant": config["variant"]} if "variant" in config else {}),
+                   "params": count_params(model), "train_seconds": time.perf_counter() - t0,
+                   "history": out["history"][arch]}, keep_train_logits=keep_train_logits)
 
 
 def variant_recipe(cfg: StudyConfig, variant: str) -> tuple[Recipe, float]:
@@ -140,17 +150,19 @@ def variant_recipe(cfg: StudyConfig, variant: str) -> tuple[Recipe, float]:
     return recipe, smoothing
 
 
+def variant_run_config(cfg: StudyConfig, arch: str, seed: int, variant: str,
+                       engine: Engine) -> dict:
+    recipe, smoothing = variant_recipe(cfg, variant)
+    return {**teacher_run_config(cfg, arch, seed, engine), "variant": variant,
+            "recipe": recipe_config(recipe), "label_smoothing": smoothing}
+
+
 def variant_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[str, str, int, str]]:
     """(run id, arch, seed, variant) of every teacher variant calibrated by training."""
     engine = engine or engine_for(cfg)
-    runs = []
-    for variant in cfg.teacher_variants:
-        recipe, smoothing = variant_recipe(cfg, variant)
-        for rid, arch, seed in teacher_runs(cfg, engine):
-            rc = {**teacher_run_config(cfg, arch, seed, engine), "variant": variant,
-                  "recipe": recipe_config(recipe), "label_smoothing": smoothing}
-            runs.append((run_id("teacher", f"{arch}-{variant}-s{seed}", rc), arch, seed, variant))
-    return runs
+    return [(run_id("teacher", f"{arch}-{variant}-s{seed}",
+                    variant_run_config(cfg, arch, seed, variant, engine)), arch, seed, variant)
+            for variant in cfg.teacher_variants for _, arch, seed in teacher_runs(cfg, engine)]
 
 
 def train_teacher_variants(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
@@ -162,26 +174,14 @@ def train_teacher_variants(cfg: StudyConfig, study_dir, log=print) -> pd.DataFra
     splits = load_splits(cfg, engine)
     with study.lock():
         for rid, arch, seed, variant in variant_runs(cfg, engine):
-            if study.is_done(rid):
-                log(f"[{rid}] done, skipped")
-                continue
             recipe, smoothing = variant_recipe(cfg, variant)
-            config = {"variant": variant, "recipe": recipe_config(recipe), "label_smoothing": smoothing}
-            run = study.begin_run(rid, {**teacher_run_config(cfg, arch, seed, engine), **config})
-            _seed_all(seed)
-            model = build_model(arch, splits.in_channels, splits.num_classes)
-            loss = lambda s, y, t=None: F.cross_entropy(s, y, label_smoothing=smoothing)  # noqa: E731
-            t0 = time.perf_counter()
-            out = train_group({arch: Member(model, loss)}, splits, recipe, seed, engine,
-                              run / "train.pt", desc=f"teacher {arch} ({variant}) seed {seed}", log=log)
-            if out["failed"]:
-                write_json({"error": out["failed"][arch]}, run / "failed.json")
-                continue
-            _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
-                          {"role": "teacher", "arch": arch, "seed": seed, "variant": variant,
-                           "params": count_params(model), "train_seconds": time.perf_counter() - t0,
-                           "history": out["history"][arch]})
-            _calibrate_run(study, rid, cfg)
+            loss = lambda s, y, t=None, ls=smoothing: F.cross_entropy(s, y, label_smoothing=ls)  # noqa: E731
+            _train_teacher(study, rid, variant_run_config(cfg, arch, seed, variant, engine),
+                           arch, seed, loss, recipe, splits, engine, cfg,
+                           f"teacher {arch} ({variant}) seed {seed}", log)
+            # also when a kill fell between finishing the run and calibrating it
+            if study.is_done(rid) and not (study.run_dir(rid) / "calibration.json").exists():
+                _calibrate_run(study, rid, cfg)
     return variant_table(cfg, study_dir)
 
 
@@ -348,18 +348,7 @@ def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def teacher_probs(cfg: StudyConfig, study_dir, rid: str, calibrated: bool):
-    """Test-set probabilities and labels of one teacher, raw or temperature-scaled."""
-    run = Study(study_dir).run_dir(rid)
-    z = load_arrays(run / "logits.npz")
-    t = read_json(run / "calibration.json")["temperature"] if calibrated else 1.0
-    return metrics.softmax(z["test_logits"] / t), z["test_labels"]
-
-
 # ---------------------------------------------------------------- 03 students
-SWEEP_MODES = ("tau_sweep", "temp_sweep")
-
-
 def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str | None,
                        temperature: float | None, engine: Engine,
                        temperatures: tuple[float, float] | None = None) -> dict:
@@ -392,15 +381,15 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
             raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) is not calibrated; "
                                "run notebook 02 first")
         t = round(read_json(cal)["temperature"], 6)
-        variants = [(mode, None, None) for mode in cfg.modes]
+        # cal-<method>: KD at tau from a calibrator's distribution (its targets, not T)
+        variants = [(mode, None, (cfg.tau, 1.0) if mode.startswith("cal-") else None)
+                    for mode in cfg.modes]
         if not cfg.control_seeds or seed in cfg.control_seeds:
             # controls: uncalibrated KD at other taus; the teacher's temperature swept at fixed tau
             variants += [("tau_sweep", v, (v, 1.0)) for v in cfg.tau_grid if v != cfg.tau]
             variants += [("temp_sweep", v, (cfg.tau, v)) for v in cfg.teacher_temperature_grid
                          if v != 1.0]
         for mode, value, temps in variants:
-            if mode.startswith("cal-"):  # KD from a calibrator's distribution, at tau
-                temps = (cfg.tau, 1.0)
             rc = student_run_config(cfg, seed, mode, rid, t, engine, temps)
             if mode.startswith("cal-"):
                 rc["calibrator"] = mode[4:]
@@ -440,10 +429,11 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                 _seed_all(seed)  # every mode starts from the same weights: a paired comparison
                 model = build_model(cfg.student, splits.in_channels, splits.num_classes)
                 own = None
-                if p["mode"] in SWEEP_MODES or p["mode"].startswith("cal-"):
-                    loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha, p["config"]["teacher_temperature"])
-                else:
-                    loss = make_loss(p["mode"], cfg.tau, cfg.alpha, p["T"] or 1.0)
+                if p["mode"] == "baseline":
+                    loss = make_loss("baseline", cfg.tau, cfg.alpha)
+                else:  # the run config holds each student's (tau, teacher temperature)
+                    loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha,
+                                        p["config"]["teacher_temperature"])
                 if p["mode"].startswith("cal-"):
                     own = calibrated_targets(study, teacher_rid, p["config"]["calibrator"],
                                              teacher_logits["train"])
@@ -564,10 +554,11 @@ def reliability_panels(cfg: StudyConfig, study_dir, seed: int, archs: list[str] 
     for rid, arch, s in teacher_runs(cfg):
         if s != seed or (archs is not None and arch not in archs):
             continue
-        t = read_json(Study(study_dir).run_dir(rid) / "calibration.json")["temperature"]
-        for calibrated in (False, True):
-            probs, labels = teacher_probs(cfg, study_dir, rid, calibrated)
-            panels.append((probs, labels, f"{arch} " + (f"T={t:.2f}" if calibrated else "raw")))
+        run = Study(study_dir).run_dir(rid)
+        z = load_arrays(run / "logits.npz")
+        t = read_json(run / "calibration.json")["temperature"]
+        panels.append((metrics.softmax(z["test_logits"]), z["test_labels"], f"{arch} raw"))
+        panels.append((metrics.softmax(z["test_logits"] / t), z["test_labels"], f"{arch} T={t:.2f}"))
     return panels
 
 

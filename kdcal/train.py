@@ -163,12 +163,13 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
         raise ValueError("per-member teacher targets need un-augmented inputs (augment=False)")
 
     n_train = len(splits.train_y)
-    steps = len(epoch_batches(n_train, recipe.batch_size, seed, 0))
-    n_seen = sum(len(b) for b in epoch_batches(n_train, recipe.batch_size, seed, 0))
+    batches = epoch_batches(n_train, recipe.batch_size, seed, 0)
+    steps, n_seen = len(batches), sum(len(b) for b in batches)  # the same every epoch
     pad = max(1, splits.image_size // 8)
-    bar = tqdm(total=(recipe.stop_epoch or recipe.epochs) * steps, initial=start_epoch * steps, desc=desc,
+    last_epoch = recipe.stop_epoch or recipe.epochs
+    bar = tqdm(total=last_epoch * steps, initial=start_epoch * steps, desc=desc,
                unit="batch", leave=False, mininterval=1.0)
-    for epoch in range(start_epoch, recipe.stop_epoch or recipe.epochs):
+    for epoch in range(start_epoch, last_epoch):
         t0 = time.perf_counter()
         active = [n for n in names if n not in failed]
         for n in active:
@@ -198,11 +199,11 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
                 for group in opts[n].param_groups:
                     group["lr"] = lr
                 with engine.autocast():
-                    out = runners[n](xb)
+                    out = runners[n](xb).float()
                 target = own_targets[n][idx] if n in own_targets else tb
-                loss = members[n].loss(out.float(), yb, target)
+                loss = members[n].loss(out, yb, target)
                 if mix is not None:
-                    loss = mix[0] * loss + (1 - mix[0]) * members[n].loss(out.float(), yb[mix[1]], target)
+                    loss = mix[0] * loss + (1 - mix[0]) * members[n].loss(out, yb[mix[1]], target)
                 opts[n].zero_grad(set_to_none=True)
                 loss.backward()
                 opts[n].step()
