@@ -52,24 +52,13 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
     """The temperature T > 0 that minimises NLL(softmax(logits / T), labels)."""
     z, y = _as_logits(logits, labels, "temperature scaling")
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10,
-                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    loss = closure()
+    # one L-BFGS run (no restarts), the convergence check shared with vector and matrix scaling
+    _lbfgs([log_t], lambda: F.cross_entropy(z / log_t.exp(), y), "temperature scaling",
+           max_iter, restarts=1)
     t = float(log_t.detach().exp())
-    grad = abs(float(log_t.grad))
     if not np.isfinite(t) or not T_MIN <= t <= T_MAX:
         raise CalibrationError(f"temperature scaling: T={t:.4g} outside [{T_MIN}, {T_MAX}] "
                                "(logits all correct and separable, or constant?)")
-    if grad > 1e-5 * max(1.0, float(loss.detach())):
-        raise CalibrationError(f"temperature scaling: did not converge (|dNLL/dlogT|={grad:.2e})")
     return t
 
 
@@ -111,8 +100,8 @@ def _renormalise(p: np.ndarray) -> np.ndarray:
 def _lbfgs(params: list, objective, who: str, max_iter: int, restarts: int = 3) -> float:
     """Minimise ``objective()`` over ``params`` by L-BFGS (strong Wolfe) in float64; checked.
 
-    Converged means max |gradient| <= 1e-5 * max(1, loss), the criterion of
-    :func:`fit_temperature`. L-BFGS may stop early on a flat stretch, so it is restarted up to
+    Converged means max |gradient| <= 1e-5 * max(1, loss), for every calibrator fitted by
+    optimisation (temperature, vector, matrix). L-BFGS may stop early on a flat stretch, so it is restarted up to
     ``restarts`` times (each with ``max_iter`` iterations) before giving up.
     """
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-10,

@@ -68,10 +68,9 @@ def ece(probs, labels, n_bins: int = 15) -> float:
     """Expected calibration error of the top-1 confidence, ``n_bins`` equal-width bins (netcal)."""
     from netcal.metrics import ECE
 
-    p, y = _check_probs(probs), _labels(labels)
     # Top-1 confidence against correctness: netcal would otherwise treat a matrix whose labels
     # show <= 2 classes as a binary problem and bin the wrong column.
-    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.int64)
+    conf, correct = _top1(probs, labels)
     return float(ECE(bins=n_bins).measure(conf, correct))
 
 
@@ -92,19 +91,6 @@ def kl_teacher_student(student_logits, teacher_logits) -> float:
     """Mean KL(teacher || student) of the two softmax distributions, in nats."""
     lt, ls = log_softmax(teacher_logits), log_softmax(student_logits)
     return float((np.exp(lt) * (lt - ls)).sum(axis=1).mean())
-
-
-def reliability_bins(probs, labels, n_bins: int = 15) -> dict:
-    """Per-bin confidence, accuracy and count (for tables; diagrams come from netcal)."""
-    p, y = _check_probs(probs), _labels(labels)
-    conf, pred = p.max(axis=1), p.argmax(axis=1)
-    edges = np.linspace(0, 1, n_bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
-    acc = np.bincount(idx, weights=(pred == y), minlength=n_bins) / np.maximum(count, 1)
-    mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / np.maximum(count, 1)
-    return {"lower": edges[:-1], "upper": edges[1:], "count": count, "accuracy": acc,
-            "confidence": mean_conf}
 
 
 def _top1(probs, labels):
