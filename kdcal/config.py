@@ -13,9 +13,14 @@ from dataclasses import dataclass, field, fields
 from .calibration import CALIBRATORS
 from .data import DATASETS
 from .distill import KD_MODES
-from .models import ARCHS
+from .models import ARCHS, NORMS
 
 MODES = KD_MODES
+# training images per dataset (synthetic: synthetic_train), for checking sizes before any work
+TRAIN_POOL = {"fmnist": 60000, "cifar10": 50000, "cifar100": 50000}
+# config keys a regime may vary (notebook 05), one at a time
+REGIME_FACTORS = ("tau", "label_noise", "train_size", "transfer_size", "teachers",
+                  "teacher_weight_decay", "teacher_norm", "dataset")
 TEACHER_VARIANTS = ("label_smoothing", "mixup", "early_stop")
 SCHEDULES = ("cosine", "step")
 DEVICES = ("cpu", "cuda", "auto")
@@ -41,6 +46,10 @@ class StudyConfig:
     synthetic_test: int = 400
     synthetic_channels: int = 1
     synthetic_classes: int = 10
+    # regime factors (notebook 05): symmetric noise in the teachers' training labels only; a
+    # transfer split (students distill on images the teachers never saw, taken after train_size)
+    label_noise: float = 0.0
+    transfer_size: int = 0
     # models
     teachers: list = field(default_factory=lambda: ["resnet8", "resnet14", "resnet20", "resnet44"])
     student: str = "resnet8"
@@ -55,6 +64,8 @@ class StudyConfig:
     milestones: list = field(default_factory=list)  # epochs where step schedule multiplies by gamma
     gamma: float = 0.1
     augment: bool = False
+    teacher_weight_decay: float = -1.0  # -1 = weight_decay; the teachers' own, a calibration factor
+    teacher_norm: str = "batch"  # batch | none: batch norm as a calibration factor (Guo et al. 2017)
     # distillation (students)
     student_epochs: int = 30
     student_batch_size: int = 0  # 0 = batch_size
@@ -77,6 +88,11 @@ class StudyConfig:
     label_smoothing: float = 0.1
     mixup_alpha: float = 0.2
     early_stop_epochs: int = 0
+    # regimes (notebook 05): {config key: [levels]}, each level one cell that differs from this
+    # config in that key alone; {} = no notebook 05. regime_mode is the calibrated KD mode whose
+    # paired difference to uncalibrated KD is mapped.
+    regimes: dict = field(default_factory=dict)
+    regime_mode: str = "compose"
     # metrics
     ece_bins: int = 15
     # engine
@@ -131,6 +147,26 @@ PROFILES: dict[str, dict] = {
     "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
     "paper-cifar100": dict(_CIFAR_RECIPE, dataset="cifar100"),
 }
+_QUICK_LADDER = dict(teachers=["resnet8", "resnet14", "resnet20"], student="resnet8",
+                     modes=["uncalibrated", "compose"])
+PROFILES.update({
+    # Notebook 05 on a 2-core CPU (about 45 min): the quick recipe, three teachers, two seeds.
+    "regimes-quick": dict(PROFILES["quick"], **_QUICK_LADDER, seeds=[0, 1], test_size=5000,
+                          regimes={"tau": [1.0, 2.0, 8.0], "label_noise": [0.2, 0.4],
+                                   "train_size": [1000, 6000], "transfer_size": [3000],
+                                   "teachers": [["resnet8", "resnet8x2", "resnet8x4"]],
+                                   "teacher_weight_decay": [0.0], "teacher_norm": ["none"]}),
+    # The full grid on a GPU, CIFAR-100 (100 classes) against Fashion-MNIST's 10 included.
+    "regimes-full": dict(PROFILES["paper-fmnist"], train_size=40000, seeds=[0, 1, 2],
+                         teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
+                                   "resnet56"],
+                         modes=["uncalibrated", "compose", "replace"],
+                         regimes={"tau": [1.0, 2.0, 8.0], "label_noise": [0.2, 0.4],
+                                  "train_size": [2000, 10000], "transfer_size": [10000],
+                                  "teachers": [["resnet8", "resnet8x2", "resnet8x3", "resnet8x4"]],
+                                  "teacher_weight_decay": [0.0], "teacher_norm": ["none"],
+                                  "dataset": ["cifar100"]}),
+})
 
 
 def _coerce(name: str, value, default):
@@ -255,8 +291,59 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"{name} must be increasing epochs in 1..{epochs - 1}, got {ms}")
     if cfg.dataset == "synthetic" and cfg.val_size >= cfg.synthetic_train:
         raise ConfigError(f"val_size={cfg.val_size} must be below synthetic_train={cfg.synthetic_train}")
+    _validate_regime_factors(cfg)
+    regime_cells(cfg)  # every cell must be a valid study too
     if cfg.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("device='cuda' but no CUDA GPU is visible; valid here: cpu, auto")
+
+
+def _validate_regime_factors(cfg: StudyConfig) -> None:
+    if not (isinstance(cfg.label_noise, float) and 0 <= cfg.label_noise < 1):
+        raise ConfigError(f"label_noise={cfg.label_noise!r} is out of range; valid: [0, 1)")
+    _range("transfer_size", cfg.transfer_size, 0)
+    if cfg.transfer_size and not cfg.train_size:
+        raise ConfigError("transfer_size > 0 needs train_size > 0, so that teachers train on the "
+                          "same images with and without a transfer split")
+    pool = cfg.synthetic_train if cfg.dataset == "synthetic" else TRAIN_POOL[cfg.dataset]
+    used = cfg.val_size + cfg.train_size + cfg.transfer_size
+    if used > pool or cfg.val_size >= pool:
+        raise ConfigError(f"val_size + train_size + transfer_size = {used} exceeds the {pool} "
+                          f"training images of {cfg.dataset}")
+    if cfg.teacher_weight_decay != -1.0:
+        _range("teacher_weight_decay", cfg.teacher_weight_decay, 0)
+    _choice("teacher_norm", cfg.teacher_norm, NORMS)
+    _choice("regime_mode", cfg.regime_mode,
+            [m for m in MODES if m not in ("baseline", "uncalibrated")] +
+            [f"cal-{name}" for name in cfg.calibrators])
+
+
+def regime_cells(cfg: StudyConfig) -> list[tuple[str, object, StudyConfig]]:
+    """(factor, level, config) of every regime cell, the base first as ("base", None, ...).
+
+    A cell is the base config with one key changed, distilled in two modes only: uncalibrated
+    and ``regime_mode``. Levels equal to the base value are the base cell itself.
+    """
+    if not isinstance(cfg.regimes, dict):
+        raise ConfigError(f"regimes must be a dict of config key -> list of levels, got {cfg.regimes!r}")
+    common = dict(regimes={}, modes=["uncalibrated", cfg.regime_mode], tau_grid=[],
+                  teacher_temperature_grid=[], teacher_variants=[])
+    cells = [("base", None, dataclasses.replace(cfg, **common))] if cfg.regimes else []
+    defaults = StudyConfig()
+    for factor, levels in cfg.regimes.items():
+        _choice("regime factor", factor, REGIME_FACTORS)
+        if not isinstance(levels, list) or not levels:
+            raise ConfigError(f"regimes[{factor!r}] must be a non-empty list of levels, got {levels!r}")
+        for level in levels:
+            value = _coerce(f"regimes[{factor!r}]", level, getattr(defaults, factor))
+            if value == getattr(cfg, factor):
+                continue
+            cell = dataclasses.replace(cfg, **common, **{factor: value})
+            try:
+                validate(cell)
+            except ConfigError as exc:
+                raise ConfigError(f"regimes[{factor!r}] level {level!r}: {exc}") from None
+            cells.append((factor, value, cell))
+    return cells

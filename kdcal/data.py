@@ -8,6 +8,7 @@ DataLoader, no per-sample Python (the airbench recipe).
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -232,10 +233,43 @@ def split_indices(n: int, val_size: int, seed: int, train_size: int = 0):
     available = n - val_size
     if train_size < 0 or train_size > available:
         raise ValueError(f"train_size must be in 0..{available} (0 = all), got {train_size}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = _permutation(n, seed)
     val = perm[:val_size].sort().values
     train = perm[val_size:val_size + (train_size or available)].sort().values
     return train, val
+
+
+def _permutation(n: int, seed: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def transfer_indices(n: int, val_size: int, seed: int, train_size: int, transfer_size: int):
+    """Images for distillation that the teachers never saw: the tail of the split's permutation.
+
+    Taken from the end, so the teachers' training images (the head, after validation) are the
+    same with and without a transfer split, and teachers are shared between the two regimes.
+    """
+    if train_size <= 0:
+        raise ValueError("a transfer split needs train_size > 0 (0 = all images left for training)")
+    if transfer_size <= 0 or val_size + train_size + transfer_size > n:
+        raise ValueError(f"transfer_size must be in 1..{n - val_size - train_size}, got {transfer_size}")
+    return _permutation(n, seed)[n - transfer_size:].sort().values
+
+
+def noisy_labels(labels: torch.Tensor, fraction: float, num_classes: int, seed: int) -> torch.Tensor:
+    """Symmetric label noise: exactly round(fraction * n) labels, chosen with ``seed``, moved to
+    a different class drawn uniformly from the other ``num_classes - 1``."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"label noise must be in [0, 1), got {fraction}")
+    if num_classes < 2:
+        raise ValueError(f"label noise needs at least 2 classes, got {num_classes}")
+    g = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    flip = torch.randperm(n, generator=g)[:round(fraction * n)]
+    shift = torch.randint(1, num_classes, (len(flip),), generator=g)
+    out = labels.clone()
+    out[flip.to(labels.device)] = (labels[flip.to(labels.device)] + shift.to(labels.device)) % num_classes
+    return out
 
 
 @dataclass
@@ -251,13 +285,15 @@ class Splits(_ImageShape):
     std: torch.Tensor
     num_classes: int
     classes: list[str]
+    transfer_x: torch.Tensor | None = None  # distillation images the teachers never trained on
+    transfer_y: torch.Tensor | None = None
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         return (x_uint8.float().div_(255) - self.mean) / self.std
 
 
 def make_splits(ds: Dataset, val_size: int, split_seed: int, train_size: int = 0,
-                test_size: int = 0, device="cpu") -> Splits:
+                test_size: int = 0, device="cpu", transfer_size: int = 0) -> Splits:
     tr, va = split_indices(len(ds.train_y), val_size, split_seed, train_size)
     if test_size < 0 or test_size > len(ds.test_y):
         raise ValueError(f"test_size must be in 0..{len(ds.test_y)} (0 = all), got {test_size}")
@@ -267,9 +303,28 @@ def make_splits(ds: Dataset, val_size: int, split_seed: int, train_size: int = 0
     mean = xf.mean(dim=(0, 2, 3), keepdim=True)
     std = xf.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
     dev = torch.device(device)
+    transfer = {}
+    if transfer_size:
+        xi = transfer_indices(len(ds.train_y), val_size, split_seed, train_size, transfer_size)
+        transfer = {"transfer_x": ds.train_x[xi].to(dev), "transfer_y": ds.train_y[xi].to(dev)}
     return Splits(train_x.to(dev), ds.train_y[tr].to(dev), ds.train_x[va].to(dev),
                   ds.train_y[va].to(dev), ds.test_x[te].to(dev), ds.test_y[te].to(dev),
-                  mean.to(dev), std.to(dev), ds.num_classes, ds.classes)
+                  mean.to(dev), std.to(dev), ds.num_classes, ds.classes, **transfer)
+
+
+def with_label_noise(splits: Splits, fraction: float, seed: int) -> Splits:
+    """The same splits with noisy training labels; validation, test and transfer stay clean."""
+    if not fraction:
+        return splits
+    return dataclasses.replace(splits, train_y=noisy_labels(splits.train_y, fraction,
+                                                            splits.num_classes, seed))
+
+
+def as_transfer(splits: Splits) -> Splits:
+    """The splits with the transfer images in the training slot: what students distill on."""
+    if splits.transfer_x is None:
+        raise ValueError("these splits have no transfer images (transfer_size=0)")
+    return dataclasses.replace(splits, train_x=splits.transfer_x, train_y=splits.transfer_y)
 
 
 def augment_batch(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

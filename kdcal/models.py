@@ -16,18 +16,26 @@ DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 WIDTHS = (1, 2, 3, 4)
 
 
+NORMS = ("batch", "none")
+
+
+def _norm(kind: str, planes: int) -> nn.Module:
+    return nn.BatchNorm2d(planes) if kind == "batch" else nn.Identity()
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, planes: int, stride: int, norm: str = "batch"):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        bias = norm == "none"  # without a norm layer the conv needs its own shift
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=bias)
+        self.bn1 = _norm(norm, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=bias)
+        self.bn2 = _norm(norm, planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             # Projection shortcut (option B): cheap and standard in KD benchmarks.
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(in_planes, planes, 1, stride, bias=bias), _norm(norm, planes)
             )
 
     def forward(self, x):
@@ -37,25 +45,34 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, width: int = 1, in_channels: int = 3, num_classes: int = 10):
+    def __init__(self, depth: int, width: int = 1, in_channels: int = 3, num_classes: int = 10,
+                 norm: str = "batch"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
         blocks = (depth - 2) // 6
+        self.norm = norm
         widths = [16 * width, 32 * width, 64 * width]
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=norm == "none")
+        self.bn1 = _norm(norm, widths[0])
         layers, in_planes = [], widths[0]
         for stage, planes in enumerate(widths):
             for b in range(blocks):
                 stride = 2 if (stage > 0 and b == 0) else 1
-                layers.append(BasicBlock(in_planes, planes, stride))
+                layers.append(BasicBlock(in_planes, planes, stride, norm))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(in_planes, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if norm == "none":
+            # Without batch norm the residual sum doubles the variance per block; starting each
+            # residual branch at zero (as Fixup and "zero-init" residuals do) keeps it trainable.
+            for block in layers:
+                nn.init.zeros_(block.conv2.weight)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -87,12 +104,13 @@ def arch_names() -> list[str]:
     return list(ARCHS)
 
 
-def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
+def build_model(name: str, in_channels: int = 3, num_classes: int = 10,
+                norm: str = "batch") -> CifarResNet:
     """Build a registered architecture; unknown names list the valid ones."""
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHS)}")
     spec = ARCHS[name]
-    return CifarResNet(spec.depth, spec.width, in_channels, num_classes)
+    return CifarResNet(spec.depth, spec.width, in_channels, num_classes, norm)
 
 
 def count_params(model_or_name, in_channels: int = 3, num_classes: int = 10) -> int:

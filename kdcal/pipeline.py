@@ -14,6 +14,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT / "notebooks"
 NOTEBOOKS = ["01_train_teachers.ipynb", "02_calibrate_teachers.ipynb",
              "03_distill_students.ipynb", "04_analyze.ipynb"]
+REGIMES_NOTEBOOK = "05_regimes.ipynb"  # after 04, when the profile has a regimes grid
 
 
 class NotebookFailed(RuntimeError):
@@ -51,7 +52,8 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
         write_json({"profile": profile, "overrides": params, "config": cfg.to_dict()},
                    study.root / "study.json")
         t_start = time.perf_counter()
-        for name in NOTEBOOKS:
+        notebooks = NOTEBOOKS + ([REGIMES_NOTEBOOK] if cfg.regimes else [])
+        for name in notebooks:
             target = study.root / name
             log(f"== {name} -> {target}")
             t0 = time.perf_counter()
@@ -66,7 +68,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
         from .report import build_report
 
-        report = build_report(study.root, NOTEBOOKS, f"kdcal study: profile {profile}")
+        report = build_report(study.root, notebooks, f"kdcal study: profile {profile}")
         log(f"== report: {report}")
         write_json({"seconds": time.perf_counter() - t_start}, study.root / "timing.json")
     return study.root

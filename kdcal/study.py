@@ -14,7 +14,7 @@ import torch
 from . import metrics
 from .calibration import fit_temperature
 from .config import StudyConfig
-from .data import Splits, load_dataset, make_splits
+from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
 from .distill import make_kd_loss, make_loss, mode_temperatures
 from .models import build_model, count_params
 from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
@@ -31,6 +31,16 @@ def data_config(cfg: StudyConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
+def teacher_data_config(cfg: StudyConfig) -> dict:
+    """The teachers' data: label noise enters only when on, so existing run ids stay."""
+    return {**data_config(cfg), **({"label_noise": cfg.label_noise} if cfg.label_noise else {})}
+
+
+def student_data_config(cfg: StudyConfig) -> dict:
+    """The students' data: a transfer split, when on, replaces the teachers' training images."""
+    return {**data_config(cfg), **({"transfer_size": cfg.transfer_size} if cfg.transfer_size else {})}
+
+
 @lru_cache(maxsize=2)
 def _splits(data_json: str, root: str, download: bool, device: str) -> Splits:
     import json
@@ -42,14 +52,15 @@ def _splits(data_json: str, root: str, download: bool, device: str) -> Splits:
                           num_classes=d["synthetic_classes"], seed=d["split_seed"])
     else:
         ds = load_dataset(d["dataset"], root or None, download)
-    return make_splits(ds, d["val_size"], d["split_seed"], d["train_size"], d["test_size"], device)
+    return make_splits(ds, d["val_size"], d["split_seed"], d["train_size"], d["test_size"], device,
+                       d.get("transfer_size", 0))
 
 
 def load_splits(cfg: StudyConfig, engine: Engine | None = None) -> Splits:
     import json
 
     engine = engine or engine_for(cfg)
-    return _splits(json.dumps(data_config(cfg), sort_keys=True), cfg.data_root, cfg.download,
+    return _splits(json.dumps(student_data_config(cfg), sort_keys=True), cfg.data_root, cfg.download,
                    str(engine.device))
 
 
@@ -64,7 +75,8 @@ def _amp_name(engine: Engine) -> str:
 
 
 def teacher_recipe(cfg: StudyConfig) -> Recipe:
-    return Recipe(cfg.teacher_epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay,
+    decay = cfg.weight_decay if cfg.teacher_weight_decay < 0 else cfg.teacher_weight_decay
+    return Recipe(cfg.teacher_epochs, cfg.batch_size, cfg.lr, cfg.momentum, decay,
                   cfg.schedule, list(cfg.milestones), cfg.gamma, cfg.augment)
 
 
@@ -85,8 +97,9 @@ def recipe_config(recipe: Recipe) -> dict:
 
 
 def teacher_run_config(cfg: StudyConfig, arch: str, seed: int, engine: Engine) -> dict:
-    return {"role": "teacher", "arch": arch, "seed": seed, "data": data_config(cfg),
-            "recipe": recipe_config(teacher_recipe(cfg)), "amp": _amp_name(engine)}
+    return {"role": "teacher", "arch": arch, "seed": seed, "data": teacher_data_config(cfg),
+            "recipe": recipe_config(teacher_recipe(cfg)), "amp": _amp_name(engine),
+            **({"norm": cfg.teacher_norm} if cfg.teacher_norm != "batch" else {})}
 
 
 def teacher_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[str, str, int]]:
@@ -123,9 +136,10 @@ def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, l
         return
     run = study.begin_run(rid, config)
     _seed_all(seed)
-    model = build_model(arch, splits.in_channels, splits.num_classes)
+    model = build_model(arch, splits.in_channels, splits.num_classes, cfg.teacher_norm)
     t0 = time.perf_counter()
-    out = train_group({arch: Member(model, loss)}, splits, recipe, seed, engine,
+    noisy = with_label_noise(splits, cfg.label_noise, cfg.split_seed)  # the same noise for every teacher
+    out = train_group({arch: Member(model, loss)}, noisy, recipe, seed, engine,
                       run / "train.pt", desc=desc, log=log)
     if out["failed"]:
         write_json({"error": out["failed"][arch]}, run / "failed.json")
@@ -210,7 +224,8 @@ def _finish_model(study: Study, rid: str, model, splits: Splits, engine: Engine,
     if keep_train_logits:
         logits["train"] = predict(model, splits.train_x, splits, engine, cfg.eval_batch_size)
     model_cpu = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"model": model_cpu, "arch": info["arch"]}, run / "model.pt")
+    atomic_torch_save({"model": model_cpu, "arch": info["arch"], "norm": getattr(model, "norm", "batch")},
+                      run / "model.pt")
     save_arrays({**{f"{k}_logits": v for k, v in logits.items()},
                  "val_labels": splits.val_y.cpu(), "test_labels": splits.test_y.cpu()},
                 run / "logits.npz")
@@ -360,7 +375,7 @@ def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str 
         kd_tau, teacher_t = mode_temperatures(mode, cfg.tau, temperature)
     return {"role": "student", "arch": cfg.student, "seed": seed, "mode": mode,
             "teacher_run": teacher_rid, "kd_tau": kd_tau, "teacher_temperature": teacher_t,
-            "alpha": cfg.alpha if mode != "baseline" else None, "data": data_config(cfg),
+            "alpha": cfg.alpha if mode != "baseline" else None, "data": student_data_config(cfg),
             "recipe": recipe_config(student_recipe(cfg)), "amp": _amp_name(engine)}
 
 
@@ -400,13 +415,24 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
     return plan
 
 
-def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
-    """Train every planned student; those of one teacher and seed share batches and one loop."""
+def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | None = None
+                     ) -> pd.DataFrame:
+    """Train every planned student; those of one teacher and seed share batches and one loop.
+
+    ``plan`` (default: this config's) may merge the plans of several configs whose students
+    share data and recipe and differ only in their losses (the regimes of notebook 05).
+    """
     study, engine = Study(study_dir), engine_for(cfg)
     splits = load_splits(cfg, engine)
-    plan = student_plan(cfg, study_dir, engine)
+    # students learn on the transfer images when there are some, else on the teachers' own
+    train_splits = as_transfer(splits) if cfg.transfer_size else splits
+    plan = student_plan(cfg, study_dir, engine) if plan is None else plan
     groups: dict[str, list[dict]] = {}
+    planned = set()
     for p in plan:
+        if p["rid"] in planned:
+            continue
+        planned.add(p["rid"])
         if study.is_done(p["rid"]):
             log(f"[{p['rid']}] done, skipped")
         else:
@@ -420,10 +446,12 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                 z = load_arrays(study.run_dir(teacher_rid) / "logits.npz")
                 teacher_logits = {"train": torch.from_numpy(z["train_logits"]),
                                   "test": z["test_logits"]}
-                if cfg.augment:
-                    state = safe_torch_load(study.run_dir(teacher_rid) / "model.pt")
-                    teacher_model = build_model(state["arch"], splits.in_channels, splits.num_classes)
-                    teacher_model.load_state_dict(state["model"])
+                if cfg.augment or cfg.transfer_size:
+                    teacher_model = load_model(study, teacher_rid, splits)
+                if cfg.transfer_size:  # images the teacher never saw: its logits are computed here
+                    teacher_logits["train"] = predict(engine.prepare(teacher_model),
+                                                      train_splits.train_x, splits, engine,
+                                                      cfg.eval_batch_size)
             members = {}
             for p in todo:
                 _seed_all(seed)  # every mode starts from the same weights: a paired comparison
@@ -443,8 +471,9 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
             ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
             label = todo[0]["teacher_arch"] or "no teacher"
             t0 = time.perf_counter()
-            out = train_group(members, splits, student_recipe(cfg), seed, engine, ckpt,
-                              desc=f"students of {label} seed {seed}", teacher=teacher_model,
+            out = train_group(members, train_splits, student_recipe(cfg), seed, engine, ckpt,
+                              desc=f"students of {label} seed {seed}",
+                              teacher=teacher_model if cfg.augment else None,
                               teacher_logits=teacher_logits["train"] if teacher_logits else None,
                               log=log)
             seconds = time.perf_counter() - t0
@@ -465,6 +494,15 @@ def distill_students(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                               teacher_logits=teacher_logits)
             ckpt.unlink(missing_ok=True)
     return student_table(cfg, study_dir)
+
+
+def load_model(study: Study, rid: str, splits: Splits) -> torch.nn.Module:
+    """A finished run's model, rebuilt from its checkpoint (weights only, no pickle)."""
+    state = safe_torch_load(study.run_dir(rid) / "model.pt")
+    model = build_model(state["arch"], splits.in_channels, splits.num_classes,
+                        state.get("norm", "batch"))
+    model.load_state_dict(state["model"])
+    return model
 
 
 def calibrated_targets(study: Study, teacher_rid: str, method: str, train_logits: torch.Tensor):
