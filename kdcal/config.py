@@ -291,13 +291,13 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"{name} must be increasing epochs in 1..{epochs - 1}, got {ms}")
     if cfg.dataset == "synthetic" and cfg.val_size >= cfg.synthetic_train:
         raise ConfigError(f"val_size={cfg.val_size} must be below synthetic_train={cfg.synthetic_train}")
-    _validate_regime_factors(cfg)
-    regime_cells(cfg)  # every cell must be a valid study too
     if cfg.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("device='cuda' but no CUDA GPU is visible; valid here: cpu, auto")
+    _validate_regime_factors(cfg)
+    regime_cells(cfg)  # every cell must be a valid study too
 
 
 def _validate_regime_factors(cfg: StudyConfig) -> None:

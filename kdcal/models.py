@@ -73,6 +73,7 @@ class CifarResNet(nn.Module):
             # residual branch at zero (as Fixup and "zero-init" residuals do) keeps it trainable.
             for block in layers:
                 nn.init.zeros_(block.conv2.weight)
+                nn.init.zeros_(block.conv2.bias)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

@@ -452,8 +452,9 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
                     teacher_logits["train"] = predict(engine.prepare(teacher_model),
                                                       train_splits.train_x, splits, engine,
                                                       cfg.eval_batch_size)
-            members = {}
+            members, names = {}, {}
             for p in todo:
+                names[p["rid"]] = name = _member_name(p, members, group)
                 _seed_all(seed)  # every mode starts from the same weights: a paired comparison
                 model = build_model(cfg.student, splits.in_channels, splits.num_classes)
                 own = None
@@ -465,8 +466,8 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
                 if p["mode"].startswith("cal-"):
                     own = calibrated_targets(study, teacher_rid, p["config"]["calibrator"],
                                              teacher_logits["train"])
-                members[p["key"]] = Member(model, loss, needs_teacher=p["mode"] != "baseline",
-                                           teacher_logits=own)
+                members[name] = Member(model, loss, needs_teacher=p["mode"] != "baseline",
+                                       teacher_logits=own)
                 study.begin_run(p["rid"], p["config"])
             ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
             label = todo[0]["teacher_arch"] or "no teacher"
@@ -478,7 +479,7 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
                               log=log)
             seconds = time.perf_counter() - t0
             for p in todo:
-                key = p["key"]
+                key = names[p["rid"]]
                 if key in out["failed"]:
                     write_json({"error": out["failed"][key]}, study.run_dir(p["rid"]) / "failed.json")
                     continue
@@ -494,6 +495,17 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
                               teacher_logits=teacher_logits)
             ckpt.unlink(missing_ok=True)
     return student_table(cfg, study_dir)
+
+
+def _member_name(p: dict, members: dict, group: str) -> str:
+    """The student's name in its training loop: its mode, plus its tau where students of several
+    configs (notebook 05's tau cells) share the loop. Two students never share a name."""
+    name = p["key"]
+    if name in members and p["config"]["kd_tau"] is not None:
+        name = f"{name} tau={p['config']['kd_tau']:g}"
+    if name in members:
+        raise RuntimeError(f"two planned students named {name!r} in the group of {group}")
+    return name
 
 
 def load_model(study: Study, rid: str, splits: Splits) -> torch.nn.Module:
