@@ -124,6 +124,36 @@ def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
             "n": len(frame), "seeds": frame["seed"].nunique()}
 
 
+def permutation_p(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
+                  n_perm: int = 2000, seed: int = 0) -> float:
+    """Two-sided p-value of the rank correlation of ``x`` and ``y``, permuting ``y`` within seeds.
+
+    Exact (every within-seed permutation) when there are at most ``n_perm`` of them, else a
+    seeded Monte Carlo. Runs of one seed share initialisation and batches, so only within-seed
+    reorderings are exchangeable under "no association". With 2 seeds of 3 teachers there are
+    36 orderings, so no p-value can fall below 2/36: such a grid cannot show a size effect.
+    """
+    import itertools
+    import math
+
+    groups = [g[y].to_numpy(float) for _, g in frame.groupby("seed", sort=True)]
+    xs = np.concatenate([g[x].to_numpy(float) for _, g in frame.groupby("seed", sort=True)])
+    observed = _corr(xs, np.concatenate(groups), method)
+    if not np.isfinite(observed):
+        return np.nan
+    total = math.prod(math.factorial(len(g)) for g in groups)
+    if total <= n_perm:
+        samples = (np.concatenate([g[list(p)] for g, p in zip(groups, combo)])
+                   for combo in itertools.product(*(itertools.permutations(range(len(g)))
+                                                    for g in groups)))
+    else:
+        rng = np.random.default_rng(seed)
+        samples = (np.concatenate([rng.permutation(g) for g in groups]) for _ in range(n_perm))
+    stats_ = np.array([_corr(xs, s, method) for s in samples])
+    stats_ = np.nan_to_num(stats_, nan=0.0)
+    return float(np.mean(np.abs(stats_) >= abs(observed) - 1e-12))
+
+
 def _kd_students(students: pd.DataFrame) -> pd.DataFrame:
     """Students of the distillation modes (calibrator targets included), not sweeps or controls."""
     return students[students["mode"].isin(KD_MODES) | students["mode"].str.startswith("cal-")]

@@ -253,45 +253,48 @@ def teacher_variants(table: pd.DataFrame):
                            sharey=True)
 
 
-def regime_map(effects: pd.DataFrame, mode: str):
+def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
     """One row per regime cell: the paired effect of calibration, then the size correlations.
 
-    Filled markers: the 95% interval excludes zero. Read left to right: does calibrating the
-    teacher move the student (a), does teacher size help the student with and without it (b),
-    and is the bigger teacher the less calibrated one in that regime (c).
+    Read left to right: does calibrating the teacher move the student (a), does teacher size help
+    the student with and without it (b), and is the bigger teacher the less calibrated one in that
+    regime (c). Filled markers: the effect's 95% interval excludes 0, or a correlation's
+    within-seed permutation p-value is below ``alpha``. Correlation intervals need 3+ seeds.
     """
     e = effects.sort_values("order").reset_index(drop=True)
     y = np.arange(len(e))[::-1]
     fig, axes = plt.subplots(1, 3, figsize=(14, 0.42 * len(e) + 1.8), sharey=True,
                              gridspec_kw={"width_ratios": [1.3, 1, 1]})
 
-    def bars(ax, col, color, offset=0.0, label=None):
+    def points(ax, col, color, sig, offset=0.0, label=None):
         lo, hi, mid = e[f"{col}_low"], e[f"{col}_high"], e[col]
-        sig = (lo > 0) | (hi < 0)
         err = np.nan_to_num(np.vstack([mid - lo, hi - mid]))
         ax.errorbar(mid, y + offset, xerr=err, fmt="none", ecolor=color, capsize=3)
-        ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3, label=label)
-        ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="white", edgecolor=color, s=36, zorder=3)
+        ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3,
+                   label=label if sig.any() else None)
+        ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="white", edgecolor=color, s=36,
+                   zorder=3, label=None if sig.any() else label)
         ax.axvline(0, color="0.3", lw=1)
 
-    bars(axes[0], "effect", mode_color(mode))
+    points(axes[0], "effect", mode_color(mode), (e["effect_low"] > 0) | (e["effect_high"] < 0))
     axes[0].set_xlabel(f"student accuracy, {mode} - uncalibrated (points)")
     axes[0].set_title("(a) effect of calibrating the teacher")
-    bars(axes[1], "size_uncal", mode_color("uncalibrated"), 0.15, "uncalibrated")
-    bars(axes[1], "size_cal", mode_color(mode), -0.15, mode)
-    axes[1].set_xlim(-1.05, 1.05)
+    for col, color, offset, label in (("size_uncal", mode_color("uncalibrated"), 0.15, "uncalibrated"),
+                                      ("size_cal", mode_color(mode), -0.15, mode)):
+        points(axes[1], col, color, e[f"{col}_p"] < alpha, offset, label)
     axes[1].set_xlabel("Spearman: teacher size vs student accuracy")
     axes[1].set_title("(b) does a bigger teacher help?")
-    axes[1].legend(fontsize=8, loc="lower left")
-    bars(axes[2], "size_ece", MODE_PALETTE["teacher"])
-    axes[2].set_xlim(-1.05, 1.05)
+    axes[1].legend(fontsize=8, loc="best")
+    points(axes[2], "size_ece", MODE_PALETTE["teacher"], e["size_ece_p"] < alpha)
     axes[2].set_xlabel("Spearman: teacher size vs teacher ECE")
     axes[2].set_title("(c) is the bigger teacher less calibrated?")
+    for ax in axes[1:]:
+        ax.set_xlim(-1.1, 1.1)
     axes[0].set_yticks(y, e["cell"])
     for ax in axes:  # separate the factors
         for boundary in np.flatnonzero(e["factor"].to_numpy()[1:] != e["factor"].to_numpy()[:-1]):
             ax.axhline(y[boundary] - 0.5, color="0.8", lw=0.8)
-    fig.suptitle("When does teacher calibration matter? One factor changed per row "
-                 "(95% intervals; filled = excludes 0)")
+    fig.suptitle("When does teacher calibration matter? One factor changed per row (filled: 95% "
+                 f"interval excludes 0 in (a), within-seed permutation p < {alpha} in (b, c))")
     fig.tight_layout()
     return fig

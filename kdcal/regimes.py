@@ -11,10 +11,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from .analysis import correlation, paired_differences
+from .analysis import correlation, paired_differences, permutation_p
 from .config import StudyConfig, regime_cells
 from .study import (calibrate_teachers, compare_calibrators, engine_for, results_table,
                     student_plan, student_run_config, train_teachers, distill_students)
+
+
+SIGNIFICANCE = 0.05
 
 
 def cell_label(factor: str, level) -> str:
@@ -69,10 +72,24 @@ def regime_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 
 
 def _corr_columns(frame: pd.DataFrame, x: str, y: str, prefix: str, n_boot: int) -> dict:
+    """Spearman estimate, within-seed permutation p-value, and (with 3 or more seeds) the
+    interval of notebook 4. With 2 seeds that interval degenerates, so it is left out."""
+    out = {prefix: np.nan, f"{prefix}_p": np.nan, f"{prefix}_low": np.nan, f"{prefix}_high": np.nan}
     if frame[x].nunique() < 3 or len(frame) < 3:
-        return {prefix: np.nan, f"{prefix}_low": np.nan, f"{prefix}_high": np.nan}
+        return out
     c = correlation(frame, x, y, "spearman", n_boot)
-    return {prefix: c["estimate"], f"{prefix}_low": c["ci_low"], f"{prefix}_high": c["ci_high"]}
+    out.update({prefix: c["estimate"], f"{prefix}_p": permutation_p(frame, x, y)})
+    if frame["seed"].nunique() >= 3:
+        out.update({f"{prefix}_low": c["ci_low"], f"{prefix}_high": c["ci_high"]})
+    return out
+
+
+def _p_floor(teachers: pd.DataFrame) -> float:
+    """The smallest two-sided p-value the within-seed permutation test can reach in a cell."""
+    import math
+
+    total = math.prod(math.factorial(len(g)) for _, g in teachers.groupby("seed"))
+    return min(1.0, 2 / total) if total <= 2000 else 1 / 2000
 
 
 def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.DataFrame:
@@ -80,7 +97,8 @@ def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.Dat
 
     ``effect``: accuracy(mode) - accuracy(uncalibrated) in points, paired by teacher and seed, a
     t-interval over the pairs. ``size_uncal``/``size_cal``: Spearman of teacher parameters with
-    student accuracy; ``size_ece``: with teacher ECE (the first claim, per regime).
+    student accuracy; ``size_ece``: with teacher ECE (the first claim, per regime); each with a
+    within-seed permutation p-value (``_p``) and ``p_floor``, the smallest one the cell allows.
     """
     rows = []
     for (order, factor, level, cell), g in table.groupby(["order", "factor", "level", "cell"],
@@ -103,6 +121,8 @@ def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.Dat
             **_corr_columns(students[students["mode"] == mode], "teacher_params", "acc",
                             "size_cal", n_boot),
             **_corr_columns(teachers, "params", "ece", "size_ece", n_boot),
+            "seeds": teachers["seed"].nunique(), "ladder": teachers["arch"].nunique(),
+            "p_floor": _p_floor(teachers),
             "teacher_acc": teachers["acc"].mean(), "teacher_ece": teachers["ece"].mean(),
             "temperature": teachers["temperature"].mean(),
             "student_acc_uncal": uncal["acc"].mean(), "kd_gain": (uncal["acc"].mean() - baseline) * 100,
@@ -132,9 +152,15 @@ def regime_summary(effects: pd.DataFrame, mode: str) -> str:
     for col, what in (("size_cal", f"teacher size vs student accuracy ({mode})"),
                       ("size_uncal", "teacher size vs student accuracy (uncalibrated)"),
                       ("size_ece", "teacher size vs teacher ECE")):
-        pos = effects.loc[effects[f"{col}_low"] > 0, "cell"].tolist()
-        neg = effects.loc[effects[f"{col}_high"] < 0, "cell"].tolist()
-        lines.append(f"- {what}: positive in {', '.join(pos) or 'no cell'}; "
-                     f"negative in {', '.join(neg) or 'no cell'}")
+        sig = effects[f"{col}_p"] < SIGNIFICANCE
+        pos = effects.loc[sig & (effects[col] > 0), "cell"].tolist()
+        neg = effects.loc[sig & (effects[col] < 0), "cell"].tolist()
+        lines.append(f"- {what} (Spearman, within-seed permutation p < {SIGNIFICANCE}): positive in "
+                     f"{', '.join(pos) or 'no cell'}; negative in {', '.join(neg) or 'no cell'}")
+    floor = effects["p_floor"].min()
+    if floor >= SIGNIFICANCE:
+        lines.append(f"- with {int(effects['seeds'].max())} seeds and {int(effects['ladder'].max())} "
+                     f"teachers per cell, no permutation p-value can fall below {floor:.3f}: this "
+                     "grid cannot show a size correlation at 5%; add seeds or teachers.")
     return "\n".join(lines)
 

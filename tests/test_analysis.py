@@ -188,3 +188,19 @@ def test_correlations_ignore_sweep_students():
     noise = students[students["mode"] == "uncalibrated"].assign(mode="tau_sweep", acc=0.5)
     corr = analysis.size_correlations(pd.concat([students, noise]), n_boot=50)
     assert set(corr["mode"]) == {"uncalibrated"}
+
+
+def test_permutation_p_is_exact_within_seeds_and_has_a_floor():
+    from kdcal.analysis import permutation_p
+
+    frame = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "x": [1, 2, 3, 1, 2, 3],
+                          "y": [0.1, 0.2, 0.3, 0.15, 0.25, 0.35]})
+    # perfectly ordered in both seeds: 2 of the 36 within-seed orderings are as extreme (+1, -1)
+    assert permutation_p(frame, "x", "y") == pytest.approx(2 / 36)
+    frame["y"] = [0.2, 0.1, 0.3, 0.35, 0.15, 0.25]
+    assert permutation_p(frame, "x", "y") > 0.3
+    big = pd.DataFrame({"seed": np.repeat(range(3), 8), "x": np.tile(range(8), 3)})
+    big["y"] = big["x"] + 0.01 * np.random.default_rng(0).normal(size=len(big))
+    p = permutation_p(big, "x", "y", n_perm=500)  # Monte Carlo: 8!^3 orderings
+    assert p < 0.01
+    assert np.isnan(permutation_p(frame.assign(y=1.0), "x", "y"))

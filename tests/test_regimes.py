@@ -243,6 +243,11 @@ def test_regime_effects_recover_the_paired_effect_and_its_significance():
     assert "tau=1" in helps and "tau=8" not in helps and "base" not in helps
     assert "tau=8" in hurts
     assert "1 of 3 cells" in text
+    assert "cannot show a size correlation" not in text  # 3 seeds of 3 teachers: p down to 2/216
+    two_seeds = regime_effects(_table({"base": 0.0}, seeds=(0, 1)), "compose", n_boot=200)
+    assert two_seeds["p_floor"].iloc[0] == pytest.approx(2 / 36)
+    assert np.isnan(two_seeds["size_uncal_low"].iloc[0])  # no interval from 2 seeds
+    assert "cannot show a size correlation" in regime_summary(two_seeds, "compose")
 
 
 @pytest.mark.slow
