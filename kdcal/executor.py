@@ -24,8 +24,8 @@ from .store import Study, atomic_write_bytes
 MAX_RETRIES = 3  # attempts after a worker or node is lost mid-task
 
 
-class TaskFailed(RuntimeError):
-    """A task raised on a worker; the message names its runs and the error, on one line."""
+class ExecutorError(RuntimeError):
+    """The cluster is unreachable or a task failed there; one line naming what and where."""
 
 
 @dataclass
@@ -161,9 +161,14 @@ def connect(cfg: StudyConfig):
     """Join the cluster at ``cfg.ray_address`` ("" starts or joins a local one); return ray."""
     ray = _import_ray()
     if not ray.is_initialized():
-        # workers' lines come back with their task's result, in order, not interleaved
-        ray.init(address=cfg.ray_address or None, log_to_driver=False,
-                 logging_level="warning")
+        try:  # workers' lines come back with their task's result, in order, not interleaved
+            ray.init(address=cfg.ray_address or None, log_to_driver=False,
+                     logging_level="warning")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()
+            raise ExecutorError(f"could not join the Ray cluster at "
+                                f"{cfg.ray_address or 'a local instance'}: "
+                                f"{first[0] if first else type(exc).__name__}") from None
     return ray
 
 
@@ -216,4 +221,4 @@ def _run_on_ray(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, lo
         log(f"[{desc}] {total - len(pending)}/{total} tasks done ({task.label})")
     bar.close()
     if failures:
-        raise TaskFailed(f"{len(failures)} of {total} {desc} tasks failed on Ray; first: {failures[0]}")
+        raise ExecutorError(f"{len(failures)} of {total} {desc} tasks failed on Ray; first: {failures[0]}")
