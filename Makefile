@@ -11,7 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so netcal's dependencies (pyro, gpytorch) cannot move it
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[test]"
+	# the ray extra too: the tests run the smoke profile on a local Ray cluster
+	$(PY) -m pip install -q -e ".[test,ray]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "kdcal (.venv)" >/dev/null
 	touch $@
 

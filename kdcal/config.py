@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 import json
+import re
 from dataclasses import dataclass, field, fields
 
 from .calibration import CALIBRATORS
@@ -25,6 +27,8 @@ TEACHER_VARIANTS = ("label_smoothing", "mixup", "early_stop")
 SCHEDULES = ("cosine", "step")
 DEVICES = ("cpu", "cuda", "auto")
 AMP = ("auto", "off", "bf16")
+EXECUTORS = ("local", "ray")
+RAY_MISSING = "executor='ray' needs Ray: pip install 'kdcal[ray]'"
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,11 @@ class StudyConfig:
     compile: bool = False
     threads: int = 0  # 0 = torch's default
     eval_batch_size: int = 1000  # prediction only; on 2 CPU cores 1000 runs about 2x faster than 256
+    # where the trainings run (never part of run ids): local = in this process; ray = one Ray
+    # task per training, on the cluster at ray_address ("" = start or join a local one, "auto",
+    # HOST:PORT or ray://HOST:PORT)
+    executor: str = "local"
+    ray_address: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -241,8 +250,19 @@ def _range(name, value, lo, hi=None, lo_open=False):
         raise ConfigError(f"{name}={value!r} is out of range; valid: {span}")
 
 
+def _check_executor(cfg: StudyConfig) -> None:
+    _choice("executor", cfg.executor, EXECUTORS)
+    if cfg.ray_address not in ("", "auto") and not re.fullmatch(r"(ray://)?[^\s:/]+:\d+",
+                                                               cfg.ray_address):
+        raise ConfigError(f"ray_address={cfg.ray_address!r} is not valid; valid: '' (local "
+                          "instance), auto, HOST:PORT, ray://HOST:PORT")
+    if cfg.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(RAY_MISSING)
+
+
 def validate(cfg: StudyConfig) -> None:
     _choice("dataset", cfg.dataset, DATASETS)
+    _check_executor(cfg)
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("device", cfg.device, DEVICES)
     _choice("amp", cfg.amp, AMP)

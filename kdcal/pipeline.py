@@ -60,7 +60,8 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
             try:
                 pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
                                     parameters={"profile": profile, "overrides": params,
-                                                "study_dir": str(study.root)},
+                                                "study_dir": str(study.root),
+                                                "executor": cfg.executor},
                                     cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)
             except PapermillExecutionError as exc:
                 raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "

@@ -16,6 +16,7 @@ from .calibration import fit_temperature
 from .config import StudyConfig
 from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
 from .distill import make_kd_loss, make_loss, mode_temperatures
+from .executor import Task, run_tasks
 from .models import build_model, count_params
 from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
                     atomic_torch_save, write_csv, write_json)
@@ -116,15 +117,28 @@ def _seed_all(seed: int) -> None:
 # ---------------------------------------------------------------- 01 teachers
 def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     """Train every (teacher, seed) not already done; save checkpoint, logits and metrics."""
-    study, engine = Study(study_dir), engine_for(cfg)
-    splits = load_splits(cfg, engine)
+    study = Study(study_dir)
+    tasks = [Task(_teacher_task, (rid, arch, seed), [rid], checkpoints=[_train_checkpoint(rid)],
+                  label=f"teacher {arch} seed {seed}") for rid, arch, seed in teacher_runs(cfg)]
     with study.lock():
-        for rid, arch, seed in teacher_runs(cfg, engine):
-            _train_teacher(study, rid, teacher_run_config(cfg, arch, seed, engine), arch, seed,
-                           make_loss("baseline", cfg.tau, cfg.alpha), teacher_recipe(cfg),
-                           splits, engine, cfg, f"teacher {arch} seed {seed}", log,
-                           keep_train_logits=True)
+        run_tasks(cfg, study, tasks, "teachers", log)
     return teacher_table(cfg, study_dir)
+
+
+def _train_checkpoint(rid: str) -> str:
+    """A teacher's epoch checkpoint, relative to the study folder."""
+    return f"runs/{rid}/train.pt"
+
+
+def _teacher_task(cfg: StudyConfig, study: Study, rid: str, arch: str, seed: int,
+                  log=print) -> None:
+    """One teacher: a unit of work of the executor (in this process or on a Ray worker)."""
+    engine = engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    _train_teacher(study, rid, teacher_run_config(cfg, arch, seed, engine), arch, seed,
+                   make_loss("baseline", cfg.tau, cfg.alpha), teacher_recipe(cfg),
+                   splits, engine, cfg, f"teacher {arch} seed {seed}", log,
+                   keep_train_logits=True)
 
 
 def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, loss,
@@ -182,21 +196,32 @@ def variant_runs(cfg: StudyConfig, engine: Engine | None = None) -> list[tuple[s
 def train_teacher_variants(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     """Teachers calibrated by training (label smoothing, mixup, early stopping), with their own
     temperature fitted on validation like the others. They are compared, not distilled from."""
-    import torch.nn.functional as F
-
-    study, engine = Study(study_dir), engine_for(cfg)
-    splits = load_splits(cfg, engine)
+    study = Study(study_dir)
+    runs = variant_runs(cfg)
+    tasks = [Task(_variant_task, (rid, arch, seed, variant), [rid],
+                  checkpoints=[_train_checkpoint(rid)],
+                  label=f"teacher {arch} ({variant}) seed {seed}")
+             for rid, arch, seed, variant in runs]
     with study.lock():
-        for rid, arch, seed, variant in variant_runs(cfg, engine):
-            recipe, smoothing = variant_recipe(cfg, variant)
-            loss = lambda s, y, t=None, ls=smoothing: F.cross_entropy(s, y, label_smoothing=ls)  # noqa: E731
-            _train_teacher(study, rid, variant_run_config(cfg, arch, seed, variant, engine),
-                           arch, seed, loss, recipe, splits, engine, cfg,
-                           f"teacher {arch} ({variant}) seed {seed}", log)
-            # also when a kill fell between finishing the run and calibrating it
+        run_tasks(cfg, study, tasks, "teacher variants", log)
+        for rid, _, _, _ in runs:  # here, not on workers: cheap, and also after a kill
             if study.is_done(rid) and not (study.run_dir(rid) / "calibration.json").exists():
                 _calibrate_run(study, rid, cfg)
     return variant_table(cfg, study_dir)
+
+
+def _variant_task(cfg: StudyConfig, study: Study, rid: str, arch: str, seed: int, variant: str,
+                  log=print) -> None:
+    """One teacher calibrated by training: a unit of work of the executor."""
+    import torch.nn.functional as F
+
+    engine = engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    recipe, smoothing = variant_recipe(cfg, variant)
+    loss = lambda s, y, t=None, ls=smoothing: F.cross_entropy(s, y, label_smoothing=ls)  # noqa: E731
+    _train_teacher(study, rid, variant_run_config(cfg, arch, seed, variant, engine),
+                   arch, seed, loss, recipe, splits, engine, cfg,
+                   f"teacher {arch} ({variant}) seed {seed}", log)
 
 
 def variant_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
@@ -422,11 +447,8 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
     ``plan`` (default: this config's) may merge the plans of several configs whose students
     share data and recipe and differ only in their losses (the regimes of notebook 05).
     """
-    study, engine = Study(study_dir), engine_for(cfg)
-    splits = load_splits(cfg, engine)
-    # students learn on the transfer images when there are some, else on the teachers' own
-    train_splits = as_transfer(splits) if cfg.transfer_size else splits
-    plan = student_plan(cfg, study_dir, engine) if plan is None else plan
+    study = Study(study_dir)
+    plan = student_plan(cfg, study_dir) if plan is None else plan
     groups: dict[str, list[dict]] = {}
     planned = set()
     for p in plan:
@@ -437,64 +459,94 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
             log(f"[{p['rid']}] done, skipped")
         else:
             groups.setdefault(p["group"], []).append(p)
+    tasks = [Task(_student_group_task, (todo,), [p["rid"] for p in todo],
+                  inputs=_teacher_files(cfg, todo), checkpoints=[_group_checkpoint(group, todo)],
+                  label=f"students of {todo[0]['teacher_arch'] or 'no teacher'} seed {todo[0]['seed']}")
+             for group, todo in groups.items()]
     with study.lock():
-        for group, todo in groups.items():
-            seed = todo[0]["seed"]
-            teacher_rid = todo[0]["teacher_rid"]
-            teacher_logits, teacher_model = None, None
-            if teacher_rid:
-                z = load_arrays(study.run_dir(teacher_rid) / "logits.npz")
-                teacher_logits = {"train": torch.from_numpy(z["train_logits"]),
-                                  "test": z["test_logits"]}
-                if cfg.augment or cfg.transfer_size:
-                    teacher_model = load_model(study, teacher_rid, splits)
-                if cfg.transfer_size:  # images the teacher never saw: its logits are computed here
-                    teacher_logits["train"] = predict(engine.prepare(teacher_model),
-                                                      train_splits.train_x, splits, engine,
-                                                      cfg.eval_batch_size)
-            members, names = {}, {}
-            for p in todo:
-                names[p["rid"]] = name = _member_name(p, members, group)
-                _seed_all(seed)  # every mode starts from the same weights: a paired comparison
-                model = build_model(cfg.student, splits.in_channels, splits.num_classes)
-                own = None
-                if p["mode"] == "baseline":
-                    loss = make_loss("baseline", cfg.tau, cfg.alpha)
-                else:  # the run config holds each student's (tau, teacher temperature)
-                    loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha,
-                                        p["config"]["teacher_temperature"])
-                if p["mode"].startswith("cal-"):
-                    own = calibrated_targets(study, teacher_rid, p["config"]["calibrator"],
-                                             teacher_logits["train"])
-                members[name] = Member(model, loss, needs_teacher=p["mode"] != "baseline",
-                                       teacher_logits=own)
-                study.begin_run(p["rid"], p["config"])
-            ckpt = study.runs / f"group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
-            label = todo[0]["teacher_arch"] or "no teacher"
-            t0 = time.perf_counter()
-            out = train_group(members, train_splits, student_recipe(cfg), seed, engine, ckpt,
-                              desc=f"students of {label} seed {seed}",
-                              teacher=teacher_model if cfg.augment else None,
-                              teacher_logits=teacher_logits["train"] if teacher_logits else None,
-                              log=log)
-            seconds = time.perf_counter() - t0
-            for p in todo:
-                key = names[p["rid"]]
-                if key in out["failed"]:
-                    write_json({"error": out["failed"][key]}, study.run_dir(p["rid"]) / "failed.json")
-                    continue
-                _finish_model(study, p["rid"], out["models"][key], splits, engine, cfg,
-                              {"role": "student", "arch": cfg.student, "seed": seed,
-                               "mode": p["mode"], "teacher_run": p["teacher_rid"],
-                               "teacher": p["teacher_arch"], "temperature": p["T"],
-                               "kd_tau": p["config"]["kd_tau"],
-                               "teacher_temperature": p["config"]["teacher_temperature"],
-                               "params": count_params(members[key].model),
-                               "train_seconds": seconds / len(todo),
-                               "history": out["history"][key]},
-                              teacher_logits=teacher_logits)
-            ckpt.unlink(missing_ok=True)
+        run_tasks(cfg, study, tasks, "student groups", log)
     return student_table(cfg, study_dir)
+
+
+def _group_checkpoint(group: str, todo: list[dict]) -> str:
+    """A student group's epoch checkpoint, relative to the study folder."""
+    return f"runs/group-{run_id('g', group, {'m': [p['rid'] for p in todo]})}.pt"
+
+
+def _teacher_files(cfg: StudyConfig, todo: list[dict]) -> list[str]:
+    """What a student group reads of its teacher's run: logits, the fitted calibrators of its
+    cal- modes, and the model when inputs are augmented (a teacher forward per batch)."""
+    rid = todo[0]["teacher_rid"]
+    if not rid:
+        return []
+    files = [f"runs/{rid}/logits.npz"]
+    files += [f"runs/{rid}/calibrators/{p['config']['calibrator']}.json" for p in todo
+              if p["mode"].startswith("cal-")]
+    # the model too when it must predict: augmented batches, or transfer images it never saw
+    return files + ([f"runs/{rid}/model.pt"] if cfg.augment or cfg.transfer_size else [])
+
+
+def _student_group_task(cfg: StudyConfig, study: Study, todo: list[dict], log=print) -> None:
+    """All students of one teacher and seed (or the baselines of one seed) in one training loop:
+    a unit of work of the executor (in this process or on a Ray worker)."""
+    engine = engine_for(cfg)
+    splits = load_splits(cfg, engine)
+    # students learn on the transfer images when there are some, else on the teachers' own
+    train_splits = as_transfer(splits) if cfg.transfer_size else splits
+    group, seed = todo[0]["group"], todo[0]["seed"]
+    teacher_rid = todo[0]["teacher_rid"]
+    teacher_logits, teacher_model = None, None
+    if teacher_rid:
+        z = load_arrays(study.run_dir(teacher_rid) / "logits.npz")
+        teacher_logits = {"train": torch.from_numpy(z["train_logits"]),
+                          "test": z["test_logits"]}
+        if cfg.augment or cfg.transfer_size:
+            teacher_model = load_model(study, teacher_rid, splits)
+        if cfg.transfer_size:  # images the teacher never saw: its logits are computed here
+            teacher_logits["train"] = predict(engine.prepare(teacher_model), train_splits.train_x,
+                                              splits, engine, cfg.eval_batch_size)
+    members, names = {}, {}
+    for p in todo:
+        names[p["rid"]] = name = _member_name(p, members, group)
+        _seed_all(seed)  # every mode starts from the same weights: a paired comparison
+        model = build_model(cfg.student, splits.in_channels, splits.num_classes)
+        own = None
+        if p["mode"] == "baseline":
+            loss = make_loss("baseline", cfg.tau, cfg.alpha)
+        else:  # the run config holds each student's (tau, teacher temperature)
+            loss = make_kd_loss(p["config"]["kd_tau"], cfg.alpha,
+                                p["config"]["teacher_temperature"])
+        if p["mode"].startswith("cal-"):
+            own = calibrated_targets(study, teacher_rid, p["config"]["calibrator"],
+                                     teacher_logits["train"])
+        members[name] = Member(model, loss, needs_teacher=p["mode"] != "baseline",
+                               teacher_logits=own)
+        study.begin_run(p["rid"], p["config"])
+    ckpt = study.root / _group_checkpoint(group, todo)
+    label = todo[0]["teacher_arch"] or "no teacher"
+    t0 = time.perf_counter()
+    out = train_group(members, train_splits, student_recipe(cfg), seed, engine, ckpt,
+                      desc=f"students of {label} seed {seed}",
+                      teacher=teacher_model if cfg.augment else None,
+                      teacher_logits=teacher_logits["train"] if teacher_logits else None,
+                      log=log)
+    seconds = time.perf_counter() - t0
+    for p in todo:
+        key = names[p["rid"]]
+        if key in out["failed"]:
+            write_json({"error": out["failed"][key]}, study.run_dir(p["rid"]) / "failed.json")
+            continue
+        _finish_model(study, p["rid"], out["models"][key], splits, engine, cfg,
+                      {"role": "student", "arch": cfg.student, "seed": seed,
+                       "mode": p["mode"], "teacher_run": p["teacher_rid"],
+                       "teacher": p["teacher_arch"], "temperature": p["T"],
+                       "kd_tau": p["config"]["kd_tau"],
+                       "teacher_temperature": p["config"]["teacher_temperature"],
+                       "params": count_params(members[key].model),
+                       "train_seconds": seconds / len(todo),
+                       "history": out["history"][key]},
+                      teacher_logits=teacher_logits)
+    ckpt.unlink(missing_ok=True)
 
 
 def _member_name(p: dict, members: dict, group: str) -> str:

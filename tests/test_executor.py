@@ -1,0 +1,306 @@
+"""The executors: local (in-process) and Ray (a task per training, results shipped back).
+
+The artifact and config tests need no Ray. The end-to-end tests start a real two-node Ray
+cluster on this machine (a head and a worker, bound to 127.0.0.1, token auth with a private
+token), run the smoke profile on it, and compare results.csv byte for byte with the local
+executor's: every Ray task trains with the driver's device, bf16 setting and CPU thread count
+(torch's default here), so floating-point results are the same as in-process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import kdcal
+from kdcal import config, executor, study
+from kdcal.executor import Task, deliver, execute_in_scratch, pack_runs, run_tasks
+from kdcal.store import Study, read_json, write_json
+
+TINY = {"teachers": ["resnet8"], "seeds": [0], "teacher_epochs": 1, "student_epochs": 1,
+        "teacher_variants": [], "tau_grid": [], "teacher_temperature_grid": []}
+
+
+# ---------------------------------------------------------------- artifacts (no Ray)
+def _fake_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
+    """A stand-in training: reads its resume checkpoint if shipped, writes a run, removes it."""
+    ckpt = st.root / "runs" / f"{rid}.ckpt"
+    resumed = ckpt.read_text() if ckpt.exists() else ""
+    st.begin_run(rid, {"value": value})
+    (st.run_dir(rid) / "sub").mkdir()
+    (st.run_dir(rid) / "sub" / "extra.txt").write_text("x")
+    write_json({"value": value, "resumed": resumed}, st.run_dir(rid) / "metrics.json")
+    ckpt.unlink(missing_ok=True)
+    log(f"[{rid}] trained")
+
+
+def test_scratch_execution_ships_inputs_and_returns_runs_and_removed_checkpoints():
+    cfg = config.resolve("smoke")
+    out = execute_in_scratch(cfg, _fake_run, ("r1", 1.0), ["r1"], {"runs/r1.ckpt": b"epoch 3"},
+                             ["runs/r1.ckpt"])
+    files = out["runs"]["r1"]
+    assert sorted(files) == ["config.json", "metrics.json", "sub/extra.txt"]
+    assert json.loads(files["metrics.json"]) == {"value": 1.0, "resumed": "epoch 3"}
+    assert out["removed"] == ["runs/r1.ckpt"] and out["log"] == ["[r1] trained"]
+
+
+def test_delivery_writes_metrics_last_and_a_duplicate_changes_nothing(tmp_path, monkeypatch):
+    target = Study(tmp_path / "study")
+    (target.runs).mkdir(parents=True)
+    (target.runs / "r1.ckpt").write_text("stale checkpoint")
+    out = execute_in_scratch(config.resolve("smoke"), _fake_run, ("r1", 1.0), ["r1"], {},
+                             ["runs/r1.ckpt"])
+    order = []
+    real = executor.atomic_write_bytes
+    monkeypatch.setattr(executor, "atomic_write_bytes",
+                        lambda data, path: (order.append(Path(path).name), real(data, path)))
+    assert deliver(target, out["runs"], ["runs/r1.ckpt"]) == ["r1"]
+    assert order[-1] == "metrics.json" and len(order) == 3
+    assert not (target.runs / "r1.ckpt").exists()
+    first = pack_runs(target, ["r1"])
+    assert first == out["runs"]
+    # the same run delivered again with other contents (a retried or duplicated task): kept as is
+    again = execute_in_scratch(config.resolve("smoke"), _fake_run, ("r1", 2.0), ["r1"], {}, [])
+    assert deliver(target, again["runs"]) == []
+    assert pack_runs(target, ["r1"]) == first
+
+
+def test_delivery_of_an_unfinished_run_leaves_it_not_done(tmp_path):
+    target = Study(tmp_path)
+    deliver(target, {"r1": {"config.json": b"{}", "failed.json": b'{"error": "nan"}'}})
+    assert not target.is_done("r1") and (target.run_dir("r1") / "failed.json").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd"])
+def test_artifact_paths_must_stay_inside_the_study(tmp_path, name):
+    with pytest.raises(ValueError, match="must stay inside the study folder"):
+        deliver(Study(tmp_path), {"r1": {name: b"x"}})
+
+
+def test_local_executor_skips_done_runs_and_runs_the_rest_in_order(tmp_path):
+    st, lines = Study(tmp_path), []
+    _fake_run(None, st, "r0", 0.0, log=lambda *_: None)
+    tasks = [Task(_fake_run, (rid, float(i)), [rid]) for i, rid in enumerate(["r0", "r1", "r2"])]
+    run_tasks(config.resolve("smoke"), st, tasks, "fake", log=lines.append)
+    assert lines == ["[r0] done, skipped", "[r1] trained", "[r2] trained"]
+
+
+def test_a_teacher_trained_in_scratch_equals_the_local_one(tmp_path):
+    """The Ray path's worker half without Ray: same files, same numbers, as in-process."""
+    import numpy as np
+
+    cfg = config.resolve("smoke", TINY)
+    rid, arch, seed = study.teacher_runs(cfg)[0]
+    local = Study(tmp_path / "local")
+    run_tasks(cfg, local, [Task(study._teacher_task, (rid, arch, seed), [rid])], "t",
+              log=lambda *_: None)
+    out = execute_in_scratch(executor.task_config(cfg), study._teacher_task, (rid, arch, seed),
+                             [rid], {}, [f"runs/{rid}/train.pt"])
+    shipped = Study(tmp_path / "shipped")
+    deliver(shipped, out["runs"])
+    assert sorted(p.name for p in local.run_dir(rid).iterdir()) == \
+        sorted(p.name for p in shipped.run_dir(rid).iterdir())
+    a, b = read_json(local.run_dir(rid) / "metrics.json"), read_json(shipped.run_dir(rid) / "metrics.json")
+    for m in (a, b):
+        m.pop("train_seconds")
+        for h in m["history"]:
+            h.pop("seconds")
+    assert a == b
+    za, zb = (np.load(s.run_dir(rid) / "logits.npz") for s in (local, shipped))
+    assert all(np.array_equal(za[k], zb[k]) for k in za.files)
+
+
+# ---------------------------------------------------------------- config
+def test_executor_settings_are_validated_in_one_line(monkeypatch):
+    with pytest.raises(config.ConfigError, match="executor='dask' is not valid; valid: local, ray"):
+        config.resolve("smoke", {"executor": "dask"})
+    with pytest.raises(config.ConfigError, match="ray_address='http://x' is not valid"):
+        config.resolve("smoke", {"executor": "ray", "ray_address": "http://x"})
+    for ok in ("", "auto", "10.0.0.5:6379", "head:6379", "ray://head:10001"):
+        assert config.resolve("smoke", {"ray_address": ok}).ray_address == ok
+    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(config.ConfigError) as info:
+        config.resolve("smoke", {"executor": "ray"})
+    assert str(info.value) == "executor='ray' needs Ray: pip install 'kdcal[ray]'"
+
+
+def test_executor_settings_never_enter_run_ids(tmp_path):
+    local = config.resolve("smoke")
+    ray_cfg = config.resolve("smoke", {"ray_address": "10.0.0.5:6379"})
+    ray_cfg.executor = "ray"  # set directly: run ids must not depend on Ray being installed
+    assert study.teacher_runs(local) == study.teacher_runs(ray_cfg)
+    assert study.variant_runs(local) == study.variant_runs(ray_cfg)
+    engine = study.engine_for(local)
+    assert study.student_run_config(local, 0, "baseline", None, None, engine) == \
+        study.student_run_config(ray_cfg, 0, "baseline", None, None, engine)
+
+
+def test_worker_config_fixes_the_drivers_engine_and_threads():
+    import torch
+
+    cfg = executor.task_config(config.resolve("smoke", {"amp": "auto"}))
+    assert cfg.device == "cpu" and cfg.amp in ("bf16", "off")
+    assert cfg.threads == torch.get_num_threads()
+    assert executor.task_resources(cfg) == {"num_cpus": cfg.threads}
+    assert executor.task_config(config.resolve("smoke", {"threads": 1})).threads == 1
+
+
+def test_the_local_path_never_imports_ray(tmp_path):
+    code = ("import sys; from kdcal import config, study; "
+            f"cfg = config.resolve('smoke', {TINY!r}); d = {str(tmp_path)!r}; "
+            "study.train_teachers(cfg, d, log=lambda *a: None); "
+            "study.calibrate_teachers(cfg, d, log=lambda *a: None); "
+            "study.compare_calibrators(cfg, d, log=lambda *a: None); "
+            "study.distill_students(cfg, d, log=lambda *a: None); "
+            "assert len(study.student_table(cfg, d)) == 5, 'students missing'; "
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- a real Ray cluster
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A head and a worker node started with `ray start --block`, each in its own session, so
+    that the test can stop exactly these processes (and their workers) at the end."""
+
+    def __init__(self, root: Path, env: dict):
+        self.root, self.env, self.nodes = root, env, {}
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _ports(self) -> list[str]:
+        return ["--dashboard-agent-listen-port", str(_free_port()),
+                "--dashboard-agent-grpc-port", str(_free_port()),
+                "--runtime-env-agent-port", str(_free_port()),
+                "--metrics-export-port", str(_free_port())]
+
+    def start(self, name: str, args: list[str], timeout: float = 120) -> None:
+        ray = str(Path(sys.executable).with_name("ray"))
+        log = self.root / f"{name}.log"
+        cmd = [ray, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+               "--object-store-memory=200000000", "--disable-usage-stats", *self._ports(), *args]
+        self.nodes[name] = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                            env=self.env, start_new_session=True)
+        deadline = time.time() + timeout
+        while "block forever" not in log.read_text():
+            assert self.nodes[name].poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, f"{name} did not start: {log.read_text()[-3000:]}"
+            time.sleep(0.5)
+
+    def processes(self, name: str):
+        import psutil
+
+        root = psutil.Process(self.nodes[name].pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop(self) -> None:
+        """SIGTERM every process of both nodes (Ray's workers included), then SIGKILL what is left."""
+        import psutil
+
+        procs = []
+        for name, node in self.nodes.items():
+            try:
+                procs += self.processes(name)
+            except psutil.NoSuchProcess:
+                pass
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    pytest.importorskip("ray")
+    root = Path(tempfile.mkdtemp(prefix="kr", dir="/tmp"))  # short: Ray's socket paths live here
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "PYTHONWARNINGS": "ignore"}
+    cluster = Cluster(root, env)
+    try:
+        cluster.start("head", ["--head", f"--port={cluster.port}", f"--temp-dir={root}",
+                               "--include-dashboard=false",
+                               f"--ray-client-server-port={_free_port()}"])
+        cluster.start("worker", [f"--address={cluster.address}"])
+        yield cluster
+    finally:
+        cluster.stop()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ray_run(cluster, out: Path, **popen):
+    args = [sys.executable, "-m", "kdcal", "run", "--profile", "smoke", "--set", "executor=ray",
+            "--set", f"ray_address={cluster.address}", "--out", str(out)]
+    return subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.slow
+def test_smoke_on_ray_gives_the_local_table(ray_cluster, smoke_study, tmp_path):
+    proc = _ray_run(ray_cluster, tmp_path / "study")
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    assert (tmp_path / "study" / "results.csv").read_bytes() == \
+        (smoke_study / "results.csv").read_bytes()
+    log = (tmp_path / "study" / "03_distill_students.ipynb").read_text()
+    assert "[student groups] 6/6 tasks done" in log
+    assert not list((tmp_path / "study" / "runs").glob("group-*.pt")), "checkpoints left behind"
+
+
+def _busy_task_on(cluster, node: str):
+    """A worker process of ``node`` executing a kdcal task right now, or None."""
+    import psutil
+
+    for p in cluster.processes(node):
+        try:
+            if p.cmdline() and p.cmdline()[0].startswith("ray::execute_in_scratch"):
+                return p
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_is_retried_and_the_table_is_unchanged(ray_cluster, smoke_study,
+                                                                      tmp_path):
+    proc = _ray_run(ray_cluster, tmp_path / "study")
+    try:
+        deadline, victim = time.time() + 300, None
+        while victim is None:
+            assert proc.poll() is None, "the run finished before a task could be killed"
+            assert time.time() < deadline, "no task ever ran on the worker node"
+            victim = _busy_task_on(ray_cluster, "worker")
+            time.sleep(0.05)
+        assert victim.cmdline()[0].startswith("ray::execute_in_scratch"), "no longer busy"
+        os.kill(victim.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert (tmp_path / "study" / "results.csv").read_bytes() == \
+        (smoke_study / "results.csv").read_bytes()
