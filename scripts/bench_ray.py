@@ -2,8 +2,8 @@
 
     python scripts/bench_ray.py [--profile smoke] [--workers 2] [--set key=value ...]
 
-Runs the study's stages (teachers, teacher variants, calibration, students) in this process,
-three times, each into a fresh temporary study folder:
+Runs the study's stages (teachers, teacher variants, calibration, students) three times, each
+in a fresh process and a fresh temporary study folder:
   1. local, torch's default threads (what `kdcal run` does today);
   2. local, one thread per training (the same arithmetic as 3, so the same results.csv);
   3. Ray, a local instance with N CPUs: N trainings at a time, one thread each.
@@ -42,42 +42,67 @@ def run_grid(cfg: config.StudyConfig) -> tuple[float, bytes]:
 
 def start_ray(workers: int) -> float:
     """A private local Ray instance with ``workers`` CPUs; returns its start-up seconds."""
+    # a private token, not one written to ~/.ray; Ray reads these when it is imported
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # a private token, not one in ~/.ray
-    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     t0 = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
              logging_level="warning", object_store_memory=200_000_000)
     return time.perf_counter() - t0
 
 
+def one_run(kind: str, profile: str, sets: dict, workers: int) -> dict:
+    """One of the three runs, in this (fresh) process: torch's kernels choose their work split
+    when first used, so the thread count is set before anything runs."""
+    import hashlib
+
+    import torch
+
+    threads = torch.get_num_threads() if kind == "local" else 1
+    torch.set_num_threads(threads)
+    overrides = {**sets, **({} if kind == "local" else {"threads": 1})}
+    startup = 0.0
+    if kind == "ray":
+        startup = start_ray(workers)
+        overrides["executor"] = "ray"
+    seconds, table = run_grid(config.resolve(profile, overrides))
+    return {"seconds": seconds, "startup": startup, "threads": threads,
+            "table": hashlib.sha1(table).hexdigest()}
+
+
 def main(argv=None) -> int:
+    import json
+    import subprocess
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--one", choices=["local", "local1", "ray"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sets = config.parse_sets(args.set)
+    if args.one:
+        print(json.dumps(one_run(args.one, args.profile, sets, args.workers)))
+        return 0
+    runs = {}
+    for kind in ("local", "local1", "ray"):  # each in a fresh process
+        cmd = [sys.executable, __file__, "--one", kind, "--profile", args.profile,
+               "--workers", str(args.workers), *[f"--set={s}" for s in args.set]]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        runs[kind] = json.loads(out.strip().splitlines()[-1])
     import torch
 
-    default_threads = torch.get_num_threads()
-    local_default, _ = run_grid(config.resolve(args.profile, sets))
-    torch.set_num_threads(1)  # the one-thread runs: the driver's default becomes 1 as well
-    local_one, table_local = run_grid(config.resolve(args.profile, {**sets, "threads": 1}))
-    startup = start_ray(args.workers)
-    on_ray, table_ray = run_grid(config.resolve(args.profile, {**sets, "threads": 1,
-                                                               "executor": "ray"}))
-    import ray
-
-    ray.shutdown()
+    local, one, ray = runs["local"], runs["local1"], runs["ray"]
     print(f"profile {args.profile} {sets or ''}, {os.cpu_count()} CPUs, torch {torch.__version__}")
-    print(f"local, {default_threads} threads (default): {local_default:7.1f} s")
-    print(f"local, 1 thread:             {local_one:7.1f} s")
-    print(f"ray, {args.workers} workers x 1 thread:  {on_ray:7.1f} s  (+ {startup:.1f} s to start Ray)")
-    print(f"speed-up of ray: {local_default / on_ray:.2f}x against the local default, "
-          f"{local_one / on_ray:.2f}x against local with 1 thread")
-    print(f"results.csv of ray equals local with 1 thread: {table_ray == table_local}")
+    print(f"local, {local['threads']} threads (default): {local['seconds']:7.1f} s")
+    print(f"local, 1 thread:             {one['seconds']:7.1f} s")
+    print(f"ray, {args.workers} workers x 1 thread:  {ray['seconds']:7.1f} s  "
+          f"(+ {ray['startup']:.1f} s to start Ray)")
+    print(f"speed-up of ray: {local['seconds'] / ray['seconds']:.2f}x against the local default, "
+          f"{one['seconds'] / ray['seconds']:.2f}x against local with 1 thread")
+    print(f"results.csv of ray equals local with 1 thread: {ray['table'] == one['table']}")
     return 0
 
 

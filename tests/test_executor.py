@@ -189,7 +189,15 @@ class Cluster:
                 "--runtime-env-agent-port", str(_free_port()),
                 "--metrics-export-port", str(_free_port())]
 
-    def start(self, name: str, args: list[str], timeout: float = 120) -> None:
+    def start(self, name: str, args: list[str], attempts: int = 3) -> None:
+        """Start a node; again on failure: Ray gives a node 30 s to register with its GCS,
+        which a busy machine can miss."""
+        for attempt in range(attempts):
+            if self._start_once(name, args, attempt):
+                return
+        pytest.fail(f"Ray {name} did not start: {(self.root / f'{name}.log').read_text()[-3000:]}")
+
+    def _start_once(self, name: str, args: list[str], attempt: int, timeout: float = 180) -> bool:
         ray = str(Path(sys.executable).with_name("ray"))
         log = self.root / f"{name}.log"
         cmd = [ray, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
@@ -198,9 +206,11 @@ class Cluster:
                                             env=self.env, start_new_session=True)
         deadline = time.time() + timeout
         while "block forever" not in log.read_text():
-            assert self.nodes[name].poll() is None, log.read_text()[-3000:]
-            assert time.time() < deadline, f"{name} did not start: {log.read_text()[-3000:]}"
+            if self.nodes[name].poll() is not None or time.time() > deadline:
+                self.stop([name])  # what this attempt left behind
+                return False
             time.sleep(0.5)
+        return True
 
     def processes(self, name: str):
         import psutil
@@ -208,15 +218,21 @@ class Cluster:
         root = psutil.Process(self.nodes[name].pid)
         return [root, *root.children(recursive=True)]
 
-    def stop(self) -> None:
-        """SIGTERM every process of both nodes (Ray's workers included), then SIGKILL what is left."""
+    def stop(self, names=None) -> None:
+        """SIGTERM every process of these nodes (all by default): each `ray start`, its process
+        group and its descendants (Ray's workers included), then SIGKILL what is left."""
         import psutil
 
         procs = []
-        for name, node in self.nodes.items():
+        for name in names or list(self.nodes):
+            node = self.nodes[name]
             try:
                 procs += self.processes(name)
             except psutil.NoSuchProcess:
+                pass
+            try:
+                os.killpg(node.pid, signal.SIGTERM)  # its session's group, if `ray start` is gone
+            except ProcessLookupError:
                 pass
         for p in procs:
             try:
@@ -230,6 +246,12 @@ class Cluster:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=10)
+        for name in names or list(self.nodes):
+            try:
+                os.killpg(self.nodes[name].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.nodes[name].wait()
 
 
 @pytest.fixture(scope="module")
