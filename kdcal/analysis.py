@@ -134,15 +134,13 @@ def permutation_p(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
     36 orderings, so no p-value can fall below 2/36: such a grid cannot show a size effect.
     """
     import itertools
-    import math
 
     groups = [g[y].to_numpy(float) for _, g in frame.groupby("seed", sort=True)]
     xs = np.concatenate([g[x].to_numpy(float) for _, g in frame.groupby("seed", sort=True)])
     observed = _corr(xs, np.concatenate(groups), method)
     if not np.isfinite(observed):
         return np.nan
-    total = math.prod(math.factorial(len(g)) for g in groups)
-    if total <= n_perm:
+    if _within_seed_orderings(frame) <= n_perm:
         samples = (np.concatenate([g[list(p)] for g, p in zip(groups, combo)])
                    for combo in itertools.product(*(itertools.permutations(range(len(g)))
                                                     for g in groups)))
@@ -152,6 +150,18 @@ def permutation_p(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
     stats_ = np.array([_corr(xs, s, method) for s in samples])
     stats_ = np.nan_to_num(stats_, nan=0.0)
     return float(np.mean(np.abs(stats_) >= abs(observed) - 1e-12))
+
+
+def _within_seed_orderings(frame: pd.DataFrame) -> int:
+    import math
+
+    return math.prod(math.factorial(len(g)) for _, g in frame.groupby("seed"))
+
+
+def permutation_floor(frame: pd.DataFrame, n_perm: int = 2000) -> float:
+    """The smallest p-value :func:`permutation_p` can return on ``frame``'s seeds and sizes."""
+    total = _within_seed_orderings(frame)
+    return min(1.0, 2 / total) if total <= n_perm else 1 / n_perm
 
 
 def _kd_students(students: pd.DataFrame) -> pd.DataFrame:

@@ -265,10 +265,10 @@ def noisy_labels(labels: torch.Tensor, fraction: float, num_classes: int, seed: 
         raise ValueError(f"label noise needs at least 2 classes, got {num_classes}")
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
-    flip = torch.randperm(n, generator=g)[:round(fraction * n)]
-    shift = torch.randint(1, num_classes, (len(flip),), generator=g)
+    flip = torch.randperm(n, generator=g)[:round(fraction * n)].to(labels.device)
+    shift = torch.randint(1, num_classes, (len(flip),), generator=g).to(labels.device)
     out = labels.clone()
-    out[flip.to(labels.device)] = (labels[flip.to(labels.device)] + shift.to(labels.device)) % num_classes
+    out[flip] = (labels[flip] + shift) % num_classes
     return out
 
 

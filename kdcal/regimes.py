@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .analysis import correlation, paired_differences, permutation_p
+from .analysis import correlation, paired_differences, permutation_floor, permutation_p
 from .config import StudyConfig, regime_cells
 from .study import (calibrate_teachers, compare_calibrators, engine_for, results_table,
                     student_plan, student_run_config, train_teachers, distill_students)
@@ -33,11 +33,12 @@ def cell_label(factor: str, level) -> str:
 def _student_context(cell: StudyConfig, engine) -> str:
     """What students of a cell share besides their loss: data, recipe, architecture, alpha.
 
-    The baseline student's run config holds exactly the first three. Cells with equal contexts
-    distill in one pass, so every student of one teacher and seed trains in one loop.
+    The baseline student's run config holds exactly the first three (augmentation is in the
+    recipe). Cells with equal contexts distill in one pass, so every student of one teacher and
+    seed trains in one loop.
     """
     return json.dumps({"baseline": student_run_config(cell, 0, "baseline", None, None, engine),
-                       "alpha": cell.alpha, "augment": cell.augment}, sort_keys=True)
+                       "alpha": cell.alpha}, sort_keys=True)
 
 
 def run_regimes(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
@@ -84,14 +85,6 @@ def _corr_columns(frame: pd.DataFrame, x: str, y: str, prefix: str, n_boot: int)
     return out
 
 
-def _p_floor(teachers: pd.DataFrame) -> float:
-    """The smallest two-sided p-value the within-seed permutation test can reach in a cell."""
-    import math
-
-    total = math.prod(math.factorial(len(g)) for _, g in teachers.groupby("seed"))
-    return min(1.0, 2 / total) if total <= 2000 else 1 / 2000
-
-
 def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.DataFrame:
     """One row per cell: the paired effect of calibrating the teacher, and the size correlations.
 
@@ -122,7 +115,7 @@ def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.Dat
                             "size_cal", n_boot),
             **_corr_columns(teachers, "params", "ece", "size_ece", n_boot),
             "seeds": teachers["seed"].nunique(), "ladder": teachers["arch"].nunique(),
-            "p_floor": _p_floor(teachers),
+            "p_floor": permutation_floor(teachers),
             "teacher_acc": teachers["acc"].mean(), "teacher_ece": teachers["ece"].mean(),
             "temperature": teachers["temperature"].mean(),
             "student_acc_uncal": uncal["acc"].mean(), "kd_gain": (uncal["acc"].mean() - baseline) * 100,
