@@ -1,7 +1,8 @@
-"""Statistics across seeds: intervals, paired mode differences, rank correlations, the claims.
+"""Statistics across seeds and teachers: paired mode differences, size trends, the claims.
 
-Every number the analysis notebook shows comes from here, computed on ``results.csv``; the
-verdict rules are stated in :data:`VERDICT_RULE` and applied by code, never typed by hand.
+Every number the analysis notebooks show comes from here, computed on ``results.csv``; the
+inference rules (units of replication, intervals, the verdict rule, power) live in
+:mod:`kdcal.inference` and are applied by code, never typed by hand.
 """
 from __future__ import annotations
 
@@ -10,28 +11,10 @@ import pandas as pd
 from scipy import stats
 
 from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
-
-CONFIDENCE = 0.95
-VERDICT_RULE = (
-    "Correlations carry the envelope of a seed bootstrap and a t-interval of per-seed values. "
-    "supported: the 95% interval lies entirely on the side the claim predicts; "
-    "contradicted: it lies entirely on the other side; inconclusive: it contains the null value "
-    "(0 for differences and correlations) or could not be computed.")
-
-
-def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float, int]:
-    """(mean, std, low, high, n) with a Student-t interval; n < 2 gives an undefined interval."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return (np.nan, np.nan, np.nan, np.nan, 0)
-    mean = float(v.mean())
-    if n < 2:
-        return (mean, np.nan, np.nan, np.nan, n)
-    std = float(v.std(ddof=1))
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
-    return (mean, std, mean - half, mean + half, n)
+from .inference import (ALPHA, DECIDED, MARGINS, VERDICT_RULE, Margins, decide,  # noqa: F401
+                        mde_mean, permutation_floor, permutation_p, rank_correlation,
+                        seed_effect, size_effect, t_interval, teachers_for_level,
+                        units_needed_mean)
 
 
 def interval(values) -> dict:
@@ -49,119 +32,88 @@ def seed_summary(frame: pd.DataFrame, by: list[str], value: str = "acc") -> pd.D
     return pd.DataFrame(rows)
 
 
-def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str,
-                       value: str = "acc") -> pd.DataFrame:
-    """value(mode_a) - value(mode_b) for the same teacher and seed, summarised per teacher.
+def paired_by_seed(students: pd.DataFrame, mode_a: str, mode_b: str,
+                   value: str = "acc") -> pd.DataFrame:
+    """value(mode_a) - value(mode_b) for the same teacher and seed: columns teacher, seed, diff.
 
-    Students of one teacher and seed share initialisation and batches, so the pairing removes
-    most seed noise. ``mode_b='baseline'`` pairs with the no-KD student of the same seed.
+    ``mode_b='baseline'`` pairs with the no-KD student of the same seed. ``mode_b`` may also be
+    a frame of students (e.g. uncalibrated KD at each teacher's tuned tau) to pair with.
     """
     a = students[students["mode"] == mode_a].set_index(["teacher", "seed"])[value]
-    if mode_b == "baseline":
+    if isinstance(mode_b, pd.DataFrame):
+        b = mode_b.set_index(["teacher", "seed"])[value]
+    elif mode_b == "baseline":
         base = students[students["mode"] == "baseline"].set_index("seed")[value]
         b = pd.Series(a.index.get_level_values("seed").map(base), index=a.index)
     else:
         b = students[students["mode"] == mode_b].set_index(["teacher", "seed"])[value]
-    diff = (a - b).dropna().rename("diff").reset_index()
-    rows = [{"teacher": teacher, **interval(g["diff"])}
+    return (a - b).dropna().rename("diff").reset_index()
+
+
+def per_seed_means(diff: pd.DataFrame) -> pd.Series:
+    """The unit of replication: one value per seed, the mean over that seed's teachers."""
+    return diff.groupby("seed")["diff"].mean()
+
+
+def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str, value: str = "acc",
+                       margin: float = MARGINS.acc) -> pd.DataFrame:
+    """Paired differences per teacher and pooled ("all"), with the seed as the unit.
+
+    Students of one teacher and seed share initialisation and batches, so the pairing removes
+    most seed noise; but students of one seed also share that seed, so the pooled row is a
+    t-interval over per-seed means (n = seeds), never over teacher x seed pairs.
+    """
+    diff = paired_by_seed(students, mode_a, mode_b, value)
+    label = mode_b if isinstance(mode_b, str) else "tuned-tau uncalibrated"
+    rows = [{"teacher": teacher, "pairs": len(g),
+             **_effect_row(g.set_index("seed")["diff"], margin)}
             for teacher, g in diff.groupby("teacher", sort=False)]
-    rows.append({"teacher": "all", **interval(diff["diff"])})
+    rows.append({"teacher": "all", "pairs": len(diff), **_effect_row(per_seed_means(diff), margin)})
     out = pd.DataFrame(rows)
-    out.insert(0, "comparison", f"{mode_a} - {mode_b}")
+    out.insert(0, "comparison", f"{mode_a} - {label}")
     return out
 
 
-def _corr(x, y, method: str) -> float:
-    """Spearman or Kendall; NaN where undefined (fewer than 3 points or a constant)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return np.nan
-    if method == "spearman":  # Pearson on average ranks: scipy's definition, without its overhead
-        rx, ry = stats.rankdata(x), stats.rankdata(y)
-        return float(np.corrcoef(rx, ry)[0, 1])
-    return float(stats.kendalltau(x, y)[0])
+def _effect_row(per_seed, margin: float) -> dict:
+    e = seed_effect(per_seed, "positive", margin)
+    mean, std, *_ = t_interval(per_seed)
+    return {"mean": e["estimate"], "std": std, "ci_low": e["ci_low"], "ci_high": e["ci_high"],
+            "n": e["n"], "mde": e["mde"], "seeds_needed": e["needed"], "verdict": e["verdict"]}
 
 
-def seed_bootstrap(frame: pd.DataFrame, columns: list[str], statistic, n_boot: int = 2000,
-                   seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(estimate, low, high): percentile interval from resampling whole seeds with replacement.
-
-    The seed is the unit of replication: all runs of one seed stay together in a resample.
-    ``statistic`` takes one array per column.
-    """
-    estimate = statistic(*(frame[c].to_numpy(float) for c in columns))
-    seeds = sorted(frame["seed"].unique())
-    per_seed = [frame.loc[frame["seed"] == s, columns].to_numpy(float) for s in seeds]
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    for i in range(n_boot):
-        sample = np.concatenate([per_seed[j] for j in rng.integers(0, len(seeds), len(seeds))])
-        reps[i] = statistic(*sample.T)
-    reps = reps[np.isfinite(reps)]
-    if len(seeds) < 2 or len(reps) < n_boot // 2:
-        return float(estimate), np.nan, np.nan
-    tail = (1 - confidence) / 2 * 100
-    return float(estimate), float(np.percentile(reps, tail)), float(np.percentile(reps, 100 - tail))
+# ---------------------------------------------------------------- teacher size, teachers as units
+def _teacher_key(frame: pd.DataFrame, x: str) -> str:
+    """Students name their teacher in ``teacher``; teachers themselves in ``arch``."""
+    return "teacher" if x == "teacher_params" else "arch"
 
 
-def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
-                n_boot: int = 2000) -> dict:
-    """Rank correlation over all rows, with two 95% intervals over seeds and their envelope.
-
-    ``boot_*``: percentile bootstrap resampling whole seeds. ``seed_*``: the correlation computed
-    within each seed, t-interval over seeds. With few seeds the bootstrap has few distinct
-    resamples and can be too narrow, so ``ci_low``/``ci_high`` (used by the verdicts) are the
-    envelope of both: the more cautious answer.
-    """
-    est, b_lo, b_hi = seed_bootstrap(frame, [x, y], lambda a, b: _corr(a, b, method), n_boot)
-    per_seed = [_corr(g[x], g[y], method) for _, g in frame.groupby("seed")]
-    _, _, s_lo, s_hi, _ = t_interval(per_seed)
-    lo = np.nanmin([b_lo, s_lo]) if np.isfinite([b_lo, s_lo]).any() else np.nan
-    hi = np.nanmax([b_hi, s_hi]) if np.isfinite([b_hi, s_hi]).any() else np.nan
-    lo, hi = np.clip(lo, -1, 1), np.clip(hi, -1, 1)  # a t-interval can overshoot the range
-    return {"x": x, "y": y, "method": method, "estimate": est, "ci_low": lo, "ci_high": hi,
-            "boot_low": b_lo, "boot_high": b_hi, "seed_low": s_lo, "seed_high": s_hi,
-            "n": len(frame), "seeds": frame["seed"].nunique()}
+def teacher_means(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """One row per teacher: its size ``x`` and the mean of ``y`` over seeds, smallest first."""
+    key = _teacher_key(frame, x)
+    out = frame.groupby(key, sort=False)[[x, y]].mean()
+    return out.set_axis(["x", "y"], axis=1).sort_values("x")
 
 
-def permutation_p(frame: pd.DataFrame, x: str, y: str, method: str = "spearman",
-                  n_perm: int = 2000, seed: int = 0) -> float:
-    """Two-sided p-value of the rank correlation of ``x`` and ``y``, permuting ``y`` within seeds.
-
-    Exact (every within-seed permutation) when there are at most ``n_perm`` of them, else a
-    seeded Monte Carlo. Runs of one seed share initialisation and batches, so only within-seed
-    reorderings are exchangeable under "no association". With 2 seeds of 3 teachers there are
-    36 orderings, so no p-value can fall below 2/36: such a grid cannot show a size effect.
-    """
-    import itertools
-
-    groups = [g[y].to_numpy(float) for _, g in frame.groupby("seed", sort=True)]
-    xs = np.concatenate([g[x].to_numpy(float) for _, g in frame.groupby("seed", sort=True)])
-    observed = _corr(xs, np.concatenate(groups), method)
-    if not np.isfinite(observed):
-        return np.nan
-    if _within_seed_orderings(frame) <= n_perm:
-        samples = (np.concatenate([g[list(p)] for g, p in zip(groups, combo)])
-                   for combo in itertools.product(*(itertools.permutations(range(len(g)))
-                                                    for g in groups)))
-    else:
-        rng = np.random.default_rng(seed)
-        samples = (np.concatenate([rng.permutation(g) for g in groups]) for _ in range(n_perm))
-    stats_ = np.array([_corr(xs, s, method) for s in samples])
-    stats_ = np.nan_to_num(stats_, nan=0.0)
-    return float(np.mean(np.abs(stats_) >= abs(observed) - 1e-12))
+def size_trend(frame: pd.DataFrame, x: str, y: str, direction: str = "positive",
+               margin: float = MARGINS.acc_slope) -> dict:
+    """Slope of ``y`` per doubling of ``x`` across teachers (means over seeds), with the exact
+    permutation interval over teachers, its verdict, and the Spearman correlation beside it."""
+    m = teacher_means(frame, x, y)
+    out = size_effect(np.log2(m["x"].to_numpy(float)), m["y"].to_numpy(float), direction, margin)
+    return {**out, "seeds": int(frame["seed"].nunique())}
 
 
-def _within_seed_orderings(frame: pd.DataFrame) -> int:
-    import math
-
-    return math.prod(math.factorial(len(g)) for _, g in frame.groupby("seed"))
-
-
-def permutation_floor(frame: pd.DataFrame, n_perm: int = 2000) -> float:
-    """The smallest p-value :func:`permutation_p` can return on ``frame``'s seeds and sizes."""
-    total = _within_seed_orderings(frame)
-    return min(1.0, 2 / total) if total <= n_perm else 1 / n_perm
+def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman") -> dict:
+    """Rank correlation of teacher means, with its two-sided exact permutation p-value over
+    teachers and the smallest p-value the number of teachers allows. No interval: with a handful
+    of teachers a correlation interval is either unbounded or a fiction; the slope carries it."""
+    m = teacher_means(frame, x, y)
+    k = len(m)
+    return {"x": x, "y": y, "method": method,
+            "estimate": rank_correlation(m["x"], m["y"], method),
+            "p_value": permutation_p(m["x"], m["y"], method) if k >= 3 else np.nan,
+            "p_floor": permutation_floor(k) if k >= 3 else np.nan,
+            "teachers": k, "seeds": int(frame["seed"].nunique())}
 
 
 def _kd_students(students: pd.DataFrame) -> pd.DataFrame:
@@ -169,12 +121,21 @@ def _kd_students(students: pd.DataFrame) -> pd.DataFrame:
     return students[students["mode"].isin(KD_MODES) | students["mode"].str.startswith("cal-")]
 
 
-def size_correlations(students: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
-    """Spearman and Kendall of teacher parameters against student accuracy, per mode."""
+def size_correlations(students: pd.DataFrame) -> pd.DataFrame:
+    """Per KD mode: Spearman and Kendall of teacher parameters against mean student accuracy,
+    and the slope per doubling with its interval and verdict (teachers as units)."""
     rows = []
     for mode, g in _kd_students(students).groupby("mode", sort=False):
-        for method in ("spearman", "kendall"):
-            rows.append({"mode": mode, **correlation(g, "teacher_params", "acc", method, n_boot)})
+        if mode == "baseline":
+            continue
+        trend = size_trend(g, "teacher_params", "acc")
+        rows.append({"mode": mode,
+                     **{f"{m}": correlation(g, "teacher_params", "acc", m)["estimate"]
+                        for m in ("spearman", "kendall")},
+                     "p_value": correlation(g, "teacher_params", "acc")["p_value"],
+                     "slope_per_doubling": trend["estimate"], "ci_low": trend["ci_low"],
+                     "ci_high": trend["ci_high"], "p_floor": trend["p_floor"],
+                     "teachers": trend["n"], "seeds": trend["seeds"], "verdict": trend["verdict"]})
     return pd.DataFrame(rows)
 
 
@@ -186,110 +147,174 @@ def r_squared(x, y) -> float:
 
 
 def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
-    """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy."""
+    """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy
+    (over every student, descriptive: no test, since these rows are not independent)."""
     rows = []
     for mode, g in _kd_students(students).groupby("mode", sort=False):
+        if mode == "baseline":
+            continue
         for predictor in ("teacher_ece", "teacher_acc"):
             rows.append({"mode": mode, "predictor": predictor,
                          "r2": r_squared(g[predictor], g["acc"]),
-                         "spearman": _corr(g[predictor], g["acc"], "spearman"), "n": len(g)})
+                         "spearman": rank_correlation(g[predictor], g["acc"]), "n": len(g)})
     return pd.DataFrame(rows)
 
 
-def verdict(low: float, high: float, direction: str) -> str:
-    """Apply :data:`VERDICT_RULE`; ``direction`` is 'positive' or 'negative'."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "inconclusive"
-    if direction == "positive":
-        return "supported" if low > 0 else "contradicted" if high < 0 else "inconclusive"
-    return "supported" if high < 0 else "contradicted" if low > 0 else "inconclusive"
+# ---------------------------------------------------------------- the claims
+CLAIM_COLUMNS = ["claim", "statistic", "estimate", "ci_low", "ci_high", "unit", "n", "p_value",
+                 "p_floor", "margin", "mde", "needed", "verdict", "note"]
 
 
-def claims_table(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
-    """The paper's claims, each tested on this run's data with a statistic, interval and verdict."""
+def _note(row: dict) -> str:
+    """What the design can and cannot say, in words."""
+    unit, v = row["unit"], row["verdict"]
+    if row["n"] < 2 or (unit == "teachers" and row["n"] < 3):
+        return f"only {row['n']} {unit}: no interval"
+    floor = row.get("p_floor", np.nan)
+    if unit == "teachers" and np.isfinite(floor) and floor > ALPHA:
+        return (f"{row['n']} teachers allow p >= {floor:.3f} at best: the 5% level is out of reach "
+                f"(needs >= {teachers_for_level()} teachers; about {_count(row['needed'])} to "
+                "detect the margin)")
+    if v == "underpowered":
+        return f"about {_count(row['needed'])} {unit} would detect the margin (80% power)"
+    return ""
+
+
+def _count(n) -> str:
+    return "?" if not np.isfinite(n) else str(int(n)) if n < 1000 else ">1000"
+
+
+def _claim(claim: str, statistic: str, effect: dict) -> dict:
+    row = {"claim": claim, "statistic": statistic, "p_value": np.nan, **effect}
+    row["note"] = _note(row)
+    return {k: row.get(k, np.nan) for k in CLAIM_COLUMNS}
+
+
+def _teaching_claim(teachers: pd.DataFrame, margins: Margins) -> dict | None:
+    """Claim 2, for every teacher and both metrics: supported only if every interval lies below
+    zero (intersection-union, each at 95%); contradicted if any lies above zero at the
+    Bonferroni level; equivalent if every interval lies inside its margin."""
+    tests = []
+    for arch, g in teachers.groupby("arch", sort=False):
+        for metric, margin in (("ece", margins.ece), ("nll", margins.nll)):
+            d = (g[f"{metric}_cal"] - g[metric]).to_numpy(float)
+            mean, std, lo, hi, n = t_interval(d)
+            m = 2 * teachers["arch"].nunique()
+            _, _, blo, _, _ = t_interval(d, 1 - ALPHA / m)
+            tests.append({"label": f"{metric.upper()} after - before, {arch}", "mean": mean,
+                          "lo": lo, "hi": hi, "blo": blo, "n": n, "margin": margin,
+                          "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin)})
+    if not tests:
+        return None
+    finite = all(np.isfinite(t["hi"]) for t in tests)
+    if finite and all(t["hi"] < 0 for t in tests):
+        verdict = "supported"
+    elif any(np.isfinite(t["blo"]) and t["blo"] > 0 for t in tests):
+        verdict = "contradicted"
+    elif finite and all(-t["margin"] < t["lo"] and t["hi"] < t["margin"] for t in tests):
+        verdict = "equivalent"
+    else:
+        verdict = "underpowered"
+    worst = max(tests, key=lambda t: t["hi"] if np.isfinite(t["hi"]) else np.inf)
+    effect = {"estimate": worst["mean"], "ci_low": worst["lo"], "ci_high": worst["hi"],
+              "unit": "seeds", "n": worst["n"], "p_floor": np.nan, "margin": worst["margin"],
+              "mde": max(t["mde"] for t in tests), "needed": max(t["needed"] for t in tests),
+              "verdict": verdict}
+    return _claim("2. temperature scaling lowers ECE and NLL for every teacher",
+                  f"least favourable of {len(tests)} (teacher, metric) pairs: {worst['label']}, "
+                  "mean over seeds", effect)
+
+
+def claims_table(results: pd.DataFrame, margins: Margins = MARGINS) -> pd.DataFrame:
+    """The paper's claims, each tested on this run's data: statistic, 95% interval, verdict.
+
+    Needs the columns role, arch, params, seed, mode, teacher, teacher_params, acc, ece,
+    ece_cal, nll, nll_cal and temperature; with kd_tau and val_acc (the tau control) it adds
+    ``replace`` against uncalibrated KD at the validation-tuned tau.
+    """
     teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]
     students = results[results["role"] == "student"]
     rows = []
-
-    def add(claim, statistic, est, lo, hi, direction, n):
-        rows.append({"claim": claim, "statistic": statistic, "estimate": est, "ci_low": lo,
-                     "ci_high": hi, "n": n, "verdict": verdict(lo, hi, direction)})
-
-    c = correlation(teachers, "params", "ece", "spearman", n_boot)
-    add("1. larger teachers have higher ECE", "Spearman(teacher params, teacher ECE)",
-        c["estimate"], c["ci_low"], c["ci_high"], "positive", c["n"])
-
-    worst = None
-    for arch, g in teachers.groupby("arch", sort=False):
-        for metric in ("ece", "nll"):
-            mean, _, lo, hi, n = t_interval(g[f"{metric}_cal"] - g[metric])
-            if worst is None or (np.isfinite(hi) and hi > worst[3]) or not np.isfinite(hi):
-                worst = (f"{metric.upper()} after - before, {arch}", mean, lo, hi, n)
-    if worst is not None:
-        add("2. temperature scaling lowers ECE and NLL for every teacher",
-            f"least favourable teacher: {worst[0]} (paired over seeds)", worst[1], worst[2],
-            worst[3], "negative", worst[4])
-
+    if teachers["arch"].nunique() >= 1:
+        rows.append(_claim("1. larger teachers have higher ECE",
+                           "slope of teacher ECE per doubling of parameters (teacher means)",
+                           size_trend(teachers, "params", "ece", "positive", margins.ece_slope)))
+    two = _teaching_claim(teachers, margins)
+    if two is not None:
+        rows.append(two)
     by_mode = {m: g for m, g in students.groupby("mode")}
     if "uncalibrated" in by_mode:
-        c = correlation(by_mode["uncalibrated"], "teacher_params", "acc", "spearman", n_boot)
-        # "does not increase": supported when the interval excludes a positive correlation
-        lo, hi = c["ci_low"], c["ci_high"]
-        v = "inconclusive" if not np.isfinite(hi) else \
-            "contradicted" if lo > 0 else "supported" if hi <= 0 else "inconclusive"
-        rows.append({"claim": "3. without calibration, student accuracy does not increase with teacher size",
-                     "statistic": "Spearman(teacher params, student acc), uncalibrated KD",
-                     "estimate": c["estimate"], "ci_low": lo, "ci_high": hi, "n": c["n"], "verdict": v})
+        rows.append(_claim(
+            "3. without calibration, student accuracy does not increase with teacher size",
+            "slope of student acc per doubling of teacher parameters, uncalibrated KD",
+            size_trend(by_mode["uncalibrated"], "teacher_params", "acc", "negative",
+                       margins.acc_slope)))
     for mode in ("replace", "compose"):
         if mode in by_mode:
-            c = correlation(by_mode[mode], "teacher_params", "acc", "spearman", n_boot)
-            add(f"4. with calibration ({mode}), student accuracy increases with teacher size",
-                f"Spearman(teacher params, student acc), {mode} KD",
-                c["estimate"], c["ci_low"], c["ci_high"], "positive", c["n"])
+            rows.append(_claim(
+                f"4. with calibration ({mode}), student accuracy increases with teacher size",
+                f"slope of student acc per doubling of teacher parameters, {mode} KD",
+                size_trend(by_mode[mode], "teacher_params", "acc", "positive", margins.acc_slope)))
     for mode in ("replace", "compose"):
         if mode in by_mode and "uncalibrated" in by_mode:
-            d = paired_differences(students, mode, "uncalibrated")
-            overall = d[d["teacher"] == "all"].iloc[0]
-            add(f"5. calibrated ({mode}) beats uncalibrated distillation for the same teacher",
-                f"student acc, {mode} - uncalibrated (paired by teacher and seed)",
-                overall["mean"], overall["ci_low"], overall["ci_high"], "positive", overall["n"])
-    return pd.DataFrame(rows)
+            diff = paired_by_seed(students, mode, "uncalibrated")
+            rows.append(_claim(
+                f"5. calibrated ({mode}) beats uncalibrated distillation for the same teacher",
+                f"student acc, {mode} - uncalibrated, mean over teachers per seed",
+                seed_effect(per_seed_means(diff), "positive", margins.acc)))
+    tuned = tuned_tau_students(students, None) if {"kd_tau", "val_acc"} <= set(students) else None
+    if tuned is not None and len(tuned) and "replace" in by_mode:
+        diff = paired_by_seed(students, "replace", tuned)
+        if diff["seed"].nunique() >= 1:
+            rows.append(_claim(
+                "5. calibrated (replace) beats uncalibrated distillation at the validation-tuned tau",
+                "student acc, replace - uncalibrated at each teacher's tuned tau, mean over "
+                "teachers per seed", seed_effect(per_seed_means(diff), "positive", margins.acc)))
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
 def teacher_summary(teachers: pd.DataFrame) -> pd.DataFrame:
-    """Per teacher architecture: mean and 95% interval over seeds of each metric."""
+    """Per teacher architecture, smallest first: mean and 95% interval over seeds of each metric."""
     rows = []
     for arch, g in teachers.groupby("arch", sort=False):
         row = {"arch": arch, "params": int(g["params"].iloc[0]), "seeds": len(g)}
-        for col in ("acc", "ece", "ece_cal", "nll", "nll_cal", "temperature"):
+        for col in ("train_acc", "acc", "ece", "ece_cal", "nll", "nll_cal", "temperature",
+                    "train_ece", "train_nll"):
             if col in g:
                 mean, _, lo, hi, _ = t_interval(g[col])
-                row.update({col: mean, f"{col}_ci": (lo, hi)})
+                row.update({col: mean, f"{col}_low": lo, f"{col}_high": hi})
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("params")
+    return pd.DataFrame(rows).sort_values("params").reset_index(drop=True)
 
 
 def mode_differences(students: pd.DataFrame, modes) -> pd.DataFrame:
     """Every KD mode against the baseline, and each calibrated mode against uncalibrated KD."""
-    parts = [paired_differences(students, m, "baseline") for m in modes]
+    parts = [paired_differences(students, m, "baseline") for m in modes if m != "baseline"]
     if "uncalibrated" in modes:
         parts += [paired_differences(students, m, "uncalibrated") for m in modes
-                  if m != "uncalibrated"]
+                  if m not in ("uncalibrated", "baseline")]
     return pd.concat(parts, ignore_index=True)
+
+
+def _fmt(v: float) -> str:
+    return "-inf" if v == -np.inf else "+inf" if v == np.inf else f"{v:+.3g}"
 
 
 def claims_summary(claims: pd.DataFrame) -> str:
     """One generated sentence per claim: what this run's data say about it."""
     lines = []
     for _, c in claims.iterrows():
-        interval = (f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]"
-                    if np.isfinite(c["ci_low"]) else "(no interval: too few seeds)")
+        ci = (f"95% CI [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+              if not (pd.isna(c["ci_low"]) or pd.isna(c["ci_high"])) else "no interval")
+        mde = f", detectable at this design: {c['mde']:.3g}" if np.isfinite(c["mde"]) else ""
+        note = f"; {c['note']}" if isinstance(c["note"], str) and c["note"] else ""
         lines.append(f"- {c['claim']}: {c['verdict'].upper()} ({c['statistic']} = "
-                     f"{c['estimate']:.3g}, 95% CI {interval}, n = {c['n']})")
+                     f"{_fmt(c['estimate'])}, {ci}, n = {c['n']} {c['unit']}, margin "
+                     f"+-{c['margin']:.3g}{mde}{note})")
     counts = claims["verdict"].value_counts()
-    lines.append(f"In this run: {counts.get('supported', 0)} supported, "
-                 f"{counts.get('contradicted', 0)} contradicted, "
-                 f"{counts.get('inconclusive', 0)} inconclusive.")
+    lines.append("In this run: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                             ("supported", "contradicted", "equivalent",
+                                              "underpowered")) + ".")
     return "\n".join(lines)
 
 

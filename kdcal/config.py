@@ -45,6 +45,9 @@ class StudyConfig:
     val_size: int = 5000
     test_size: int = 0  # 0 = the whole test set
     split_seed: int = 0
+    # true: seed s draws its own train/validation split (split_seed + s), so every seed is an
+    # independent rerun of the whole pipeline; false: every seed shares the split of split_seed
+    split_per_seed: bool = False
     synthetic_size: int = 16
     synthetic_train: int = 1200
     synthetic_test: int = 400

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from .analysis import seed_summary, t_interval
+from .inference import DECIDED
 
 MODE_ORDER = ["baseline", "uncalibrated", "compose", "replace"]
 _colors = sns.color_palette("colorblind", 8)
@@ -258,8 +259,8 @@ def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
 
     Read left to right: does calibrating the teacher move the student (a), does teacher size help
     the student with and without it (b), and is the bigger teacher the less calibrated one in that
-    regime (c). Filled markers: the effect's 95% interval excludes 0, or a correlation's
-    within-seed permutation p-value is below ``alpha``. Correlation intervals need 3+ seeds.
+    regime (c). Filled markers: a decided verdict (:func:`kdcal.inference.decide`): the effect's
+    95% interval over seeds, or the size slope's permutation interval over teachers, excludes 0.
     """
     e = effects.sort_values("order").reset_index(drop=True)
     y = np.arange(len(e))[::-1]
@@ -267,25 +268,26 @@ def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
                              gridspec_kw={"width_ratios": [1.3, 1, 1]})
 
     def points(ax, col, color, sig, offset=0.0, label=None):
-        lo, hi, mid = e[f"{col}_low"], e[f"{col}_high"], e[col]
-        err = np.nan_to_num(np.vstack([mid - lo, hi - mid]))
-        ax.errorbar(mid, y + offset, xerr=err, fmt="none", ecolor=color, capsize=3)
+        mid = e[col]
+        if f"{col}_low" in e:  # correlations carry no interval (teachers are the units)
+            err = np.nan_to_num(np.vstack([mid - e[f"{col}_low"], e[f"{col}_high"] - mid]))
+            ax.errorbar(mid, y + offset, xerr=err, fmt="none", ecolor=color, capsize=3)
         ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3,
                    label=label if sig.any() else None)
         ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="white", edgecolor=color, s=36,
                    zorder=3, label=None if sig.any() else label)
         ax.axvline(0, color="0.3", lw=1)
 
-    points(axes[0], "effect", mode_color(mode), (e["effect_low"] > 0) | (e["effect_high"] < 0))
+    points(axes[0], "effect", mode_color(mode), e["verdict"].isin(DECIDED))
     axes[0].set_xlabel(f"student accuracy, {mode} - uncalibrated (points)")
     axes[0].set_title("(a) effect of calibrating the teacher")
     for col, color, offset, label in (("size_uncal", mode_color("uncalibrated"), 0.15, "uncalibrated"),
                                       ("size_cal", mode_color(mode), -0.15, mode)):
-        points(axes[1], col, color, e[f"{col}_p"] < alpha, offset, label)
+        points(axes[1], col, color, e[f"{col}_verdict"].isin(DECIDED), offset, label)
     axes[1].set_xlabel("Spearman: teacher size vs student accuracy")
     axes[1].set_title("(b) does a bigger teacher help?")
     axes[1].legend(fontsize=8, loc="best")
-    points(axes[2], "size_ece", MODE_PALETTE["teacher"], e["size_ece_p"] < alpha)
+    points(axes[2], "size_ece", MODE_PALETTE["teacher"], e["size_ece_verdict"].isin(DECIDED))
     axes[2].set_xlabel("Spearman: teacher size vs teacher ECE")
     axes[2].set_title("(c) is the bigger teacher less calibrated?")
     for ax in axes[1:]:
@@ -294,7 +296,8 @@ def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
     for ax in axes:  # separate the factors
         for boundary in np.flatnonzero(e["factor"].to_numpy()[1:] != e["factor"].to_numpy()[:-1]):
             ax.axhline(y[boundary] - 0.5, color="0.8", lw=0.8)
-    fig.suptitle("When does teacher calibration matter? One factor changed per row (filled: 95% "
-                 f"interval excludes 0 in (a), within-seed permutation p < {alpha} in (b, c))")
+    fig.suptitle("When does teacher calibration matter? One factor changed per row (filled: "
+                 "supported or contradicted by the study's verdict rule: (a) 95% t-interval over "
+                 "seeds, (b, c) slope per doubling, exact permutation over teachers)")
     fig.tight_layout()
     return fig

@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from .analysis import correlation, paired_differences, permutation_floor, permutation_p
+from .analysis import correlation, paired_by_seed, per_seed_means, size_trend
+from .inference import ALPHA, DECIDED, MARGINS, seed_effect
 from .config import StudyConfig, regime_cells
 from .study import (calibrate_teachers, compare_calibrators, engine_for, results_table,
                     student_plan, student_run_config, train_teachers, distill_students)
@@ -72,50 +73,56 @@ def regime_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _corr_columns(frame: pd.DataFrame, x: str, y: str, prefix: str, n_boot: int) -> dict:
-    """Spearman estimate, within-seed permutation p-value, and (with 3 or more seeds) the
-    interval of notebook 4. With 2 seeds that interval degenerates, so it is left out."""
-    out = {prefix: np.nan, f"{prefix}_p": np.nan, f"{prefix}_low": np.nan, f"{prefix}_high": np.nan}
-    if frame[x].nunique() < 3 or len(frame) < 3:
+def _size_columns(frame: pd.DataFrame, x: str, y: str, prefix: str, direction: str,
+                  margin: float) -> dict:
+    """Teachers as units: Spearman of teacher means, its exact permutation p-value over
+    teachers, and the verdict on the slope per doubling (notebook 4's rule)."""
+    out = {prefix: np.nan, f"{prefix}_p": np.nan, f"{prefix}_verdict": "underpowered"}
+    if frame.empty or frame[x].nunique() < 3:
         return out
-    c = correlation(frame, x, y, "spearman", n_boot)
-    out.update({prefix: c["estimate"], f"{prefix}_p": permutation_p(frame, x, y)})
-    if frame["seed"].nunique() >= 3:
-        out.update({f"{prefix}_low": c["ci_low"], f"{prefix}_high": c["ci_high"]})
+    c = correlation(frame, x, y)
+    trend = size_trend(frame, x, y, direction, margin)
+    out.update({prefix: c["estimate"], f"{prefix}_p": c["p_value"],
+                f"{prefix}_verdict": trend["verdict"]})
     return out
 
 
-def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.DataFrame:
-    """One row per cell: the paired effect of calibrating the teacher, and the size correlations.
+def regime_effects(table: pd.DataFrame, mode: str, margin: float = MARGINS.acc) -> pd.DataFrame:
+    """One row per cell: the effect of calibrating the teacher, and the size correlations.
 
-    ``effect``: accuracy(mode) - accuracy(uncalibrated) in points, paired by teacher and seed, a
-    t-interval over the pairs. ``size_uncal``/``size_cal``: Spearman of teacher parameters with
-    student accuracy; ``size_ece``: with teacher ECE (the first claim, per regime); each with a
-    within-seed permutation p-value (``_p``) and ``p_floor``, the smallest one the cell allows.
+    ``effect``: accuracy(mode) - accuracy(uncalibrated) in points, paired by teacher and seed,
+    averaged over the cell's teachers per seed, a t-interval over seeds (the seed is the unit);
+    ``verdict`` by notebook 4's rule with a margin of ``margin`` (accuracy, 0.005 = half a point).
+    ``size_uncal``/``size_cal``: Spearman of teacher parameters with mean student accuracy;
+    ``size_ece``: with teacher ECE (the first claim, per regime); each with an exact permutation
+    p-value over teachers (``_p``) and a verdict on the slope; ``p_floor``: the smallest
+    p-value the cell's number of teachers allows.
     """
+    from .inference import permutation_floor
+
     rows = []
     for (order, factor, level, cell), g in table.groupby(["order", "factor", "level", "cell"],
                                                          sort=True):
         teachers = g[g["role"] == "teacher"]
         students = g[g["role"] == "student"]
         kd = students[students["mode"].isin(["uncalibrated", mode])]
-        diff = paired_differences(kd, mode, "uncalibrated")
-        allrow = diff[diff["teacher"] == "all"].iloc[0] if len(diff) else None
-        eff = {k: (allrow[k] * 100 if allrow is not None else np.nan)
-               for k in ("mean", "ci_low", "ci_high")}
+        diff = paired_by_seed(kd, mode, "uncalibrated")
+        e = seed_effect(per_seed_means(diff) * 100, "positive", margin * 100)
         baseline = students.loc[students["mode"] == "baseline", "acc"].mean()
         uncal = students[students["mode"] == "uncalibrated"]
+        ladder = teachers["arch"].nunique()
         rows.append({
             "order": order, "factor": factor, "level": level, "cell": cell,
-            "effect": eff["mean"], "effect_low": eff["ci_low"], "effect_high": eff["ci_high"],
-            "pairs": int(allrow["n"]) if allrow is not None else 0,
-            "significant": bool(eff["ci_low"] > 0 or eff["ci_high"] < 0),
-            **_corr_columns(uncal, "teacher_params", "acc", "size_uncal", n_boot),
-            **_corr_columns(students[students["mode"] == mode], "teacher_params", "acc",
-                            "size_cal", n_boot),
-            **_corr_columns(teachers, "params", "ece", "size_ece", n_boot),
-            "seeds": teachers["seed"].nunique(), "ladder": teachers["arch"].nunique(),
-            "p_floor": permutation_floor(teachers),
+            "effect": e["estimate"], "effect_low": e["ci_low"], "effect_high": e["ci_high"],
+            "verdict": e["verdict"], "mde": e["mde"], "seeds_needed": e["needed"],
+            "pairs": len(diff),
+            **_size_columns(uncal, "teacher_params", "acc", "size_uncal", "negative",
+                            MARGINS.acc_slope),
+            **_size_columns(students[students["mode"] == mode], "teacher_params", "acc",
+                            "size_cal", "positive", MARGINS.acc_slope),
+            **_size_columns(teachers, "params", "ece", "size_ece", "positive", MARGINS.ece_slope),
+            "seeds": teachers["seed"].nunique(), "ladder": ladder,
+            "p_floor": permutation_floor(ladder) if ladder >= 3 else np.nan,
             "teacher_acc": teachers["acc"].mean(), "teacher_ece": teachers["ece"].mean(),
             "temperature": teachers["temperature"].mean(),
             "student_acc_uncal": uncal["acc"].mean(), "kd_gain": (uncal["acc"].mean() - baseline) * 100,
@@ -124,36 +131,41 @@ def regime_effects(table: pd.DataFrame, mode: str, n_boot: int = 1000) -> pd.Dat
 
 
 def regime_summary(effects: pd.DataFrame, mode: str) -> str:
-    """A few generated sentences: where the effect and the correlations exclude zero."""
-    def cells(mask):
-        chosen = effects[mask]
+    """A few generated sentences: each cell's verdict, by notebook 4's rule."""
+    def cells(verdict):
+        chosen = effects[effects["verdict"] == verdict]
         return ", ".join(f"{r.cell} ({r.effect:+.2f} pt [{r.effect_low:+.2f}, {r.effect_high:+.2f}])"
                          for r in chosen.itertuples()) or "none"
 
-    up = effects["effect_low"] > 0
-    down = effects["effect_high"] < 0
-    n = len(effects)
+    n, seeds = len(effects), int(effects["seeds"].max())
     lines = [
-        f"Effect of calibrating the teacher ({mode} minus uncalibrated KD, student test accuracy, "
-        f"paired by teacher and seed, 95% t-interval) over {n} regime cells:",
-        f"- calibration helps (interval above 0): {cells(up)}",
-        f"- calibration hurts (interval below 0): {cells(down)}",
-        f"- no detectable effect: {int((~up & ~down).sum())} of {n} cells",
-        f"- at 95% per cell, about {0.05 * n:.1f} of {n} cells would exclude 0 by chance alone "
+        f"Effect of calibrating the teacher ({mode} minus uncalibrated KD, student test accuracy in "
+        f"points, paired by teacher and seed, mean over teachers per seed, 95% t-interval over "
+        f"{seeds} seeds) in {n} regime cells; margin +-{MARGINS.acc * 100:.1f} pt:",
+        f"- calibration helps (supported: interval above 0): {cells('supported')}",
+        f"- calibration hurts (contradicted: interval below 0): {cells('contradicted')}",
+        f"- no effect larger than the margin (equivalent): {cells('equivalent')}",
+        f"- underpowered (interval too wide to say): {int((effects['verdict'] == 'underpowered').sum())}"
+        f" of {n} cells; median seeds needed to detect the margin: "
+        f"{_median_count(effects['seeds_needed'])}",
+        f"- at 95% per cell, about {ALPHA * n:.1f} of {n} cells would be decided by chance alone "
         "if calibration never mattered.",
     ]
     for col, what in (("size_cal", f"teacher size vs student accuracy ({mode})"),
                       ("size_uncal", "teacher size vs student accuracy (uncalibrated)"),
                       ("size_ece", "teacher size vs teacher ECE")):
-        sig = effects[f"{col}_p"] < SIGNIFICANCE
-        pos = effects.loc[sig & (effects[col] > 0), "cell"].tolist()
-        neg = effects.loc[sig & (effects[col] < 0), "cell"].tolist()
-        lines.append(f"- {what} (Spearman, within-seed permutation p < {SIGNIFICANCE}): positive in "
-                     f"{', '.join(pos) or 'no cell'}; negative in {', '.join(neg) or 'no cell'}")
+        decided = effects[effects[f"{col}_verdict"].isin(DECIDED)]
+        text = ", ".join(f"{r.cell} ({getattr(r, col + '_verdict')})" for r in decided.itertuples())
+        lines.append(f"- {what} (slope per doubling, teachers as units): decided in "
+                     f"{text or 'no cell'}")
     floor = effects["p_floor"].min()
-    if floor >= SIGNIFICANCE:
-        lines.append(f"- with {int(effects['seeds'].max())} seeds and {int(effects['ladder'].max())} "
-                     f"teachers per cell, no permutation p-value can fall below {floor:.3f}: this "
-                     "grid cannot show a size correlation at 5%; add seeds or teachers.")
+    if not floor <= ALPHA:
+        lines.append(f"- with {int(effects['ladder'].max())} teachers per cell no permutation "
+                     f"p-value over teachers can fall below {floor:.3f}: this grid cannot test a "
+                     "size effect at 5%; it needs at least 5 teachers per cell.")
     return "\n".join(lines)
 
+
+def _median_count(values: pd.Series) -> str:
+    v = values.replace(np.inf, np.nan).dropna()
+    return "?" if v.empty else f"{int(v.median())}"

@@ -5,6 +5,7 @@ Notebooks call these functions; they hold no state between each other. Every mod
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import lru_cache
 
@@ -32,9 +33,32 @@ def data_config(cfg: StudyConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
+# Teachers start from other weights, and see batches in another order, than the students of
+# the same seed: the resnet8 teacher must not be its own student's starting point.
+TEACHER_SEED_OFFSET = 10_000
+
+
+def teacher_seed(seed: int) -> int:
+    """The initialisation and batch-order seed of the teachers of study seed ``seed``."""
+    return seed + TEACHER_SEED_OFFSET
+
+
+def for_seed(cfg: StudyConfig, seed: int) -> StudyConfig:
+    """The config as seen by one seed: its own split when ``split_per_seed`` is on."""
+    if not cfg.split_per_seed:
+        return cfg
+    return dataclasses.replace(cfg, split_seed=cfg.split_seed + seed, split_per_seed=False)
+
+
+def label_noise_seed(cfg: StudyConfig, seed: int) -> int:
+    """Each seed draws its own noisy labels (a seed is an independent rerun)."""
+    return cfg.split_seed * 100_003 + seed
+
+
 def teacher_data_config(cfg: StudyConfig) -> dict:
     """The teachers' data: label noise enters only when on, so existing run ids stay."""
-    return {**data_config(cfg), **({"label_noise": cfg.label_noise} if cfg.label_noise else {})}
+    return {**data_config(cfg), **({"label_noise": cfg.label_noise, "noise_draw": "per-seed"}
+                                   if cfg.label_noise else {})}
 
 
 def student_data_config(cfg: StudyConfig) -> dict:
@@ -98,7 +122,9 @@ def recipe_config(recipe: Recipe) -> dict:
 
 
 def teacher_run_config(cfg: StudyConfig, arch: str, seed: int, engine: Engine) -> dict:
-    return {"role": "teacher", "arch": arch, "seed": seed, "data": teacher_data_config(cfg),
+    cfg = for_seed(cfg, seed)
+    return {"role": "teacher", "arch": arch, "seed": seed, "init_seed": teacher_seed(seed),
+            "data": teacher_data_config(cfg),
             "recipe": recipe_config(teacher_recipe(cfg)), "amp": _amp_name(engine),
             **({"norm": cfg.teacher_norm} if cfg.teacher_norm != "batch" else {})}
 
@@ -134,7 +160,7 @@ def _teacher_task(cfg: StudyConfig, study: Study, rid: str, arch: str, seed: int
                   log=print) -> None:
     """One teacher: a unit of work of the executor (in this process or on a Ray worker)."""
     engine = engine_for(cfg)
-    splits = load_splits(cfg, engine)
+    splits = load_splits(for_seed(cfg, seed), engine)
     _train_teacher(study, rid, teacher_run_config(cfg, arch, seed, engine), arch, seed,
                    make_loss("baseline", cfg.tau, cfg.alpha), teacher_recipe(cfg),
                    splits, engine, cfg, f"teacher {arch} seed {seed}", log,
@@ -149,11 +175,12 @@ def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, l
         log(f"[{rid}] done, skipped")
         return
     run = study.begin_run(rid, config)
-    _seed_all(seed)
+    _seed_all(teacher_seed(seed))
     model = build_model(arch, splits.in_channels, splits.num_classes, cfg.teacher_norm)
     t0 = time.perf_counter()
-    noisy = with_label_noise(splits, cfg.label_noise, cfg.split_seed)  # the same noise for every teacher
-    out = train_group({arch: Member(model, loss)}, noisy, recipe, seed, engine,
+    # one noise draw per seed, the same for every teacher of that seed
+    noisy = with_label_noise(splits, cfg.label_noise, label_noise_seed(cfg, seed))
+    out = train_group({arch: Member(model, loss)}, noisy, recipe, teacher_seed(seed), engine,
                       run / "train.pt", desc=desc, log=log)
     if out["failed"]:
         write_json({"error": out["failed"][arch]}, run / "failed.json")
@@ -216,7 +243,7 @@ def _variant_task(cfg: StudyConfig, study: Study, rid: str, arch: str, seed: int
     import torch.nn.functional as F
 
     engine = engine_for(cfg)
-    splits = load_splits(cfg, engine)
+    splits = load_splits(for_seed(cfg, seed), engine)
     recipe, smoothing = variant_recipe(cfg, variant)
     loss = lambda s, y, t=None, ls=smoothing: F.cross_entropy(s, y, label_smoothing=ls)  # noqa: E731
     _train_teacher(study, rid, variant_run_config(cfg, arch, seed, variant, engine),
@@ -251,12 +278,16 @@ def _finish_model(study: Study, rid: str, model, splits: Splits, engine: Engine,
     model_cpu = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save({"model": model_cpu, "arch": info["arch"], "norm": getattr(model, "norm", "batch")},
                       run / "model.pt")
-    save_arrays({**{f"{k}_logits": v for k, v in logits.items()},
-                 "val_labels": splits.val_y.cpu(), "test_labels": splits.test_y.cpu()},
-                run / "logits.npz")
+    labels = {"val_labels": splits.val_y.cpu(), "test_labels": splits.test_y.cpu()}
+    if keep_train_logits:  # the (clean) labels of the images students learn from
+        labels["train_labels"] = splits.train_y.cpu()
+    save_arrays({**{f"{k}_logits": v for k, v in logits.items()}, **labels}, run / "logits.npz")
     test_y = splits.test_y.cpu()
     row = {**info, "run_id": rid, **metrics.summarize(logits["test"], test_y, cfg.ece_bins),
            "val_acc": metrics.accuracy(logits["val"], splits.val_y.cpu())}
+    if keep_train_logits:  # does the teacher fit its training set, and how confidently?
+        train = metrics.summarize(logits["train"], labels["train_labels"], cfg.ece_bins)
+        row.update({f"train_{k}": train[k] for k in ("acc", "ece", "nll")})
     if teacher_logits is not None:
         row["agreement"] = metrics.agreement(logits["test"], teacher_logits["test"])
         row["kl_teacher"] = metrics.kl_teacher_student(logits["test"], teacher_logits["test"])
@@ -315,6 +346,9 @@ def _calibrate_run(study: Study, rid: str, cfg: StudyConfig) -> dict:
               "val_nll_after": metrics.nll(z["val_logits"] / t, z["val_labels"]),
               "test_before": metrics.summarize(z["test_logits"], z["test_labels"], cfg.ece_bins),
               "test_after": metrics.summarize(z["test_logits"] / t, z["test_labels"], cfg.ece_bins)}
+    if "train_labels" in z:  # T fitted on validation, judged on the images students learn from
+        result["train_after"] = metrics.summarize(z["train_logits"] / t, z["train_labels"],
+                                                  cfg.ece_bins)
     write_json(result, run / "calibration.json")
     return result
 
@@ -384,7 +418,9 @@ def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
             c = read_json(path)
             rows.append({"run_id": rid, "arch": arch, "seed": seed, "temperature": c["temperature"],
                          **{f"{k}_before": v for k, v in c["test_before"].items()},
-                         **{f"{k}_after": v for k, v in c["test_after"].items()}})
+                         **{f"{k}_after": v for k, v in c["test_after"].items()},
+                         **{f"train_{k}_cal": c["train_after"][k] for k in ("ece", "nll")
+                            if "train_after" in c}})
     return pd.DataFrame(rows)
 
 
@@ -400,7 +436,7 @@ def student_run_config(cfg: StudyConfig, seed: int, mode: str, teacher_rid: str 
         kd_tau, teacher_t = mode_temperatures(mode, cfg.tau, temperature)
     return {"role": "student", "arch": cfg.student, "seed": seed, "mode": mode,
             "teacher_run": teacher_rid, "kd_tau": kd_tau, "teacher_temperature": teacher_t,
-            "alpha": cfg.alpha if mode != "baseline" else None, "data": student_data_config(cfg),
+            "alpha": cfg.alpha if mode != "baseline" else None, "data": student_data_config(for_seed(cfg, seed)),
             "recipe": recipe_config(student_recipe(cfg)), "amp": _amp_name(engine)}
 
 
@@ -490,10 +526,10 @@ def _student_group_task(cfg: StudyConfig, study: Study, todo: list[dict], log=pr
     """All students of one teacher and seed (or the baselines of one seed) in one training loop:
     a unit of work of the executor (in this process or on a Ray worker)."""
     engine = engine_for(cfg)
-    splits = load_splits(cfg, engine)
+    group, seed = todo[0]["group"], todo[0]["seed"]
+    splits = load_splits(for_seed(cfg, seed), engine)
     # students learn on the transfer images when there are some, else on the teachers' own
     train_splits = as_transfer(splits) if cfg.transfer_size else splits
-    group, seed = todo[0]["group"], todo[0]["seed"]
     teacher_rid = todo[0]["teacher_rid"]
     teacher_logits, teacher_model = None, None
     if teacher_rid:
@@ -597,7 +633,8 @@ def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 # ---------------------------------------------------------------- 04 results
 RESULT_COLUMNS = ["role", "arch", "params", "seed", "mode", "teacher", "teacher_params",
                   "acc", "ece", "nll", "brier", "temperature", "acc_cal", "ece_cal", "nll_cal",
-                  "brier_cal", "kd_tau", "teacher_temperature", "teacher_acc", "teacher_ece", "teacher_ece_cal",
+                  "brier_cal", "train_acc", "train_ece", "train_ece_cal", "train_nll",
+                  "train_nll_cal", "kd_tau", "teacher_temperature", "teacher_acc", "teacher_ece", "teacher_ece_cal",
                   "agreement", "kl_teacher", "val_acc", "run_id"]
 # Wall-clock seconds stay in each run's metrics.json: results.csv is bitwise reproducible.
 VOLATILE_COLUMNS = ["train_seconds"]
@@ -608,7 +645,8 @@ def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     teachers = teacher_table(cfg, study_dir)
     cal = calibration_table(cfg, study_dir)
     if len(teachers) and len(cal):
-        after = cal[["run_id", "temperature"] + [c for c in cal if c.endswith("_after")]]
+        after = cal[["run_id", "temperature"] + [c for c in cal if c.endswith("_after")
+                                                 or c.startswith("train_")]]
         after = after.rename(columns=lambda c: c.replace("_after", "_cal"))
         teachers = teachers.merge(after, on="run_id", how="left")
     teachers["mode"], teachers["teacher"] = "teacher", ""

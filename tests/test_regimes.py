@@ -226,28 +226,37 @@ def _table(effect_by_cell: dict[str, float], seeds=(0, 1, 2), teachers=(1e5, 2e5
     return pd.DataFrame(rows)
 
 
-def test_regime_effects_recover_the_paired_effect_and_its_significance():
-    effects = regime_effects(_table({"base": 0.0, "tau=1": 0.02, "tau=8": -0.02}), "compose",
-                             n_boot=200)
+def test_regime_effects_recover_the_paired_effect_and_its_verdict():
+    effects = regime_effects(_table({"base": 0.0, "tau=1": 0.02, "tau=8": -0.02}), "compose")
     e = effects.set_index("cell")
     assert e.loc["tau=1", "effect"] == pytest.approx(2.0, abs=0.1)
     assert e.loc["tau=8", "effect"] == pytest.approx(-2.0, abs=0.1)
-    assert bool(e.loc["tau=1", "significant"]) and bool(e.loc["tau=8", "significant"])
+    assert e.loc["tau=1", "verdict"] == "supported" and e.loc["tau=8", "verdict"] == "contradicted"
+    assert e.loc["base", "verdict"] == "equivalent"  # 3 seeds, noise 0.05 points: inside +-0.5
     assert e.loc["base", "effect_low"] < 0 < e.loc["base", "effect_high"]
     assert (e["pairs"] == 9).all()
     assert e.loc["base", "size_ece"] == pytest.approx(1.0) and e.loc["base", "size_uncal"] > 0.9
     assert e.loc["base", "kd_gain"] == pytest.approx(1.0, abs=0.1)
+    # 3 teachers per cell: 6 orderings, no p below 1/3, so no size verdict can be decided
+    assert e.loc["base", "p_floor"] == pytest.approx(1 / 3)
+    assert (e["size_ece_verdict"] == "underpowered").all()
     text = regime_summary(effects, "compose")
     helps = next(line for line in text.splitlines() if "helps" in line)
     hurts = next(line for line in text.splitlines() if "hurts" in line)
     assert "tau=1" in helps and "tau=8" not in helps and "base" not in helps
     assert "tau=8" in hurts
-    assert "1 of 3 cells" in text
-    assert "cannot show a size correlation" not in text  # 3 seeds of 3 teachers: p down to 2/216
-    two_seeds = regime_effects(_table({"base": 0.0}, seeds=(0, 1)), "compose", n_boot=200)
-    assert two_seeds["p_floor"].iloc[0] == pytest.approx(2 / 36)
-    assert np.isnan(two_seeds["size_uncal_low"].iloc[0])  # no interval from 2 seeds
-    assert "cannot show a size correlation" in regime_summary(two_seeds, "compose")
+    assert "base" in next(line for line in text.splitlines() if "equivalent" in line)
+    assert "cannot test a size effect" in text
+
+
+def test_regime_effect_uses_the_seed_as_unit():
+    """A per-seed shift shared by a seed's teachers must not shrink the interval: with 2 seeds
+    the interval is a t-interval with 1 degree of freedom over 2 per-seed means."""
+    table = _table({"base": 0.0}, seeds=(0, 1))
+    shift = table["seed"].map({0: 0.01, 1: -0.01}) * (table["mode"] == "compose")
+    e = regime_effects(table.assign(acc=table["acc"] + shift), "compose").iloc[0]
+    assert e["effect_high"] - e["effect_low"] > 20  # points: t(1) = 12.7 times a 1-point spread
+    assert e["verdict"] == "underpowered" and e["pairs"] == 6
 
 
 @pytest.mark.slow

@@ -1,0 +1,255 @@
+"""The inference rules every verdict of the study uses: units, intervals, tests, power.
+
+Two units of replication, never mixed:
+
+- **the seed** (one independent rerun of the whole pipeline) for paired comparisons: each seed
+  gives one number (a difference, averaged over teachers where a claim pools them), and the
+  Student-t interval is taken over seeds;
+- **the teacher** for claims about teacher *size*: each teacher gives one number (its mean over
+  seeds), the effect is the least-squares slope against log2(parameters) ("per doubling"), and
+  its interval is the exact permutation interval over teachers (the set of slopes b for which
+  ``y - b x`` shows no association with ``x`` under every reordering of the teachers). With k
+  teachers there are k! orderings, so no two-sided p-value can fall below 2/k!; with 4 teachers
+  (2/24 = 0.083) the interval is unbounded and the verdict is honestly ``underpowered``.
+
+One verdict rule (:func:`decide`) turns an interval into ``supported``, ``contradicted``,
+``equivalent`` (the whole interval inside +-margin) or ``underpowered``; simulations in
+``tests/test_inference.py`` check that with no effect it decides (supported/contradicted) in at
+most about 5% of studies, and that it finds a clear effect with enough seeds and teachers.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05  # two-sided: each direction at 2.5%
+POWER = 0.8  # for minimum detectable effects and the seeds/teachers needed
+EXACT_LIMIT = 50_000  # enumerate every ordering up to 8 teachers; Monte Carlo beyond
+MONTE_CARLO = 20_000
+
+VERDICTS = ("supported", "contradicted", "equivalent", "underpowered")
+DECIDED = ("supported", "contradicted")
+
+
+@dataclass(frozen=True)
+class Margins:
+    """What counts as "no effect worth the name": equivalence bounds, declared in advance.
+
+    ``acc``: student accuracy differences (0.005 = half a point); ``acc_slope``: student
+    accuracy per doubling of teacher parameters; ``ece``/``ece_slope`` and ``nll``: the same for
+    the teacher's calibration. A rank correlation has no margin with a meaning in accuracy, so
+    size claims are judged on the slope and the correlation is reported beside it.
+    """
+    acc: float = 0.005
+    acc_slope: float = 0.005
+    ece: float = 0.005
+    ece_slope: float = 0.005
+    nll: float = 0.02
+
+
+MARGINS = Margins()
+
+VERDICT_RULE = (
+    "Unit of replication: the seed for paired comparisons (one value per seed, t-interval over "
+    "seeds); the teacher for size claims (teacher means over seeds, slope per doubling of "
+    "parameters, exact permutation interval over teachers). On the 95% interval: supported = "
+    "entirely on the side the claim predicts; contradicted = entirely on the other side; "
+    "equivalent = entirely inside +-margin (no effect larger than the margin); underpowered = "
+    "none of these (mde: the smallest effect this design detects with 80% power; needed: seeds "
+    "or teachers to detect the margin).")
+
+
+def decide(low: float, high: float, direction: str, margin: float) -> str:
+    """The one verdict rule; ``direction`` is what the claim predicts: 'positive' or 'negative'."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "underpowered"
+    if direction not in ("positive", "negative"):
+        raise ValueError(f"direction {direction!r} must be 'positive' or 'negative'")
+    above, below = low > 0, high < 0
+    if above or below:
+        return "supported" if above == (direction == "positive") else "contradicted"
+    if -margin < low and high < margin:
+        return "equivalent"
+    return "underpowered"
+
+
+# ---------------------------------------------------------------- seeds as units
+def t_interval(values, confidence: float = 1 - ALPHA) -> tuple[float, float, float, float, int]:
+    """(mean, std, low, high, n) with a Student-t interval; n < 2 gives an undefined interval."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return (np.nan, np.nan, np.nan, np.nan, 0)
+    mean = float(v.mean())
+    if n < 2:
+        return (mean, np.nan, np.nan, np.nan, n)
+    std = float(v.std(ddof=1))
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
+    return (mean, std, mean - half, mean + half, n)
+
+
+@lru_cache(maxsize=2048)
+def _t_factor(df: int) -> float:
+    return float(stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df))
+
+
+def mde_mean(std: float, n: int) -> float:
+    """Smallest mean effect a t-test over ``n`` units detects with 80% power at 5%."""
+    if n < 2 or not np.isfinite(std):
+        return np.nan
+    return _t_factor(n - 1) * std / math.sqrt(n)
+
+
+def units_needed_mean(std: float, margin: float, limit: int = 1000) -> float:
+    """Seeds needed for the t-test to detect an effect of ``margin`` with 80% power."""
+    if not np.isfinite(std):
+        return np.nan
+    for n in range(2, limit + 1):
+        if _t_factor(n - 1) * std / math.sqrt(n) <= margin:
+            return float(n)
+    return np.inf
+
+
+def seed_effect(values, direction: str, margin: float) -> dict:
+    """One value per seed -> estimate, t-interval, verdict, mde, seeds needed."""
+    mean, std, lo, hi, n = t_interval(values)
+    return {"estimate": mean, "ci_low": lo, "ci_high": hi, "n": n, "unit": "seeds",
+            "p_floor": 0.0 if n >= 2 else np.nan, "margin": margin,
+            "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin),
+            "verdict": decide(lo, hi, direction, margin)}
+
+
+# ---------------------------------------------------------------- teachers as units
+@lru_cache(maxsize=16)
+def _orderings(k: int) -> np.ndarray:
+    """Every ordering of k teachers (identity first), or a seeded random sample of them."""
+    if math.factorial(k) <= EXACT_LIMIT:
+        return np.array(list(itertools.permutations(range(k))), dtype=np.int64)
+    rng = np.random.default_rng(0)
+    sample = np.array([rng.permutation(k) for _ in range(MONTE_CARLO)], dtype=np.int64)
+    return np.vstack([np.arange(k), sample])
+
+
+def orderings_count(k: int) -> int:
+    return len(_orderings(k)) if k >= 1 else 0
+
+
+def permutation_floor(k: int) -> float:
+    """The smallest two-sided p-value a permutation over ``k`` teachers can give."""
+    return min(1.0, 2 / orderings_count(k)) if k >= 1 else np.nan
+
+
+def teachers_for_level(alpha: float = ALPHA) -> int:
+    """The fewest teachers whose orderings can reach a two-sided ``alpha``."""
+    return next(k for k in range(2, 20) if 2 / math.factorial(k) <= alpha)
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    return stats.rankdata(v)
+
+
+def rank_correlation(x, y, method: str = "spearman") -> float:
+    """Spearman or Kendall; NaN where undefined (fewer than 3 points or a constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    if method == "spearman":  # Pearson on average ranks: scipy's definition, without its overhead
+        return float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    return float(stats.kendalltau(x, y)[0])
+
+
+def permutation_p(x, y, method: str = "spearman") -> float:
+    """Two-sided p-value of a rank correlation between teachers' ``x`` and ``y``, exchanging
+    teachers (exact over every ordering up to 8 teachers)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    observed = rank_correlation(x, y, method)
+    if not np.isfinite(observed):
+        return np.nan
+    perms = _orderings(len(x))
+    if method == "spearman":
+        rx, ry = _ranks(x), _ranks(y)
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        null = (ry[perms] @ rx) / math.sqrt((rx @ rx) * (ry @ ry))
+    else:
+        null = np.array([stats.kendalltau(x, y[p])[0] for p in perms])
+    return float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+
+
+def slope_interval(x, y) -> tuple[float, float, float, float]:
+    """(slope, low, high, two-sided p): least squares, with the exact permutation interval.
+
+    For a candidate slope b the residuals y - b x are tested for association with x by
+    reordering x (statistic: their covariance). Each ordering P gives one critical slope
+    c_P = A_P / B_P with A_P = sum((x_P - x) y), B_P = sum((x_P - x) x) < 0, and b is rejected
+    from below when at most 2.5% of orderings reach the observed covariance: the interval's ends
+    are order statistics of the c_P. Orderings with B_P = 0 (the identity) never reject.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    k = len(x)
+    if k < 3 or np.ptp(x) == 0:
+        return (np.nan, np.nan, np.nan, np.nan)
+    xc = x - x.mean()
+    slope = float(xc @ (y - y.mean()) / (xc @ xc))
+    perms = _orderings(k)
+    shift = x[perms] - x
+    a, b = shift @ y, shift @ x
+    tied = np.isclose(b, 0.0, atol=1e-12 * (xc @ xc))
+    crit = np.sort(a[~tied] / b[~tied])
+    n_total, n0 = len(perms), int(tied.sum())
+    cut = ALPHA / 2 * n_total
+    if n0 > cut:
+        low, high = -np.inf, np.inf
+    else:
+        j = int(math.floor(cut - n0)) + 1  # the j-th smallest / largest critical slope
+        low, high = float(crit[j - 1]), float(crit[len(crit) - j])
+    p_up = (n0 + np.sum(crit <= 0)) / n_total  # small when the slope is positive
+    p_down = (n0 + np.sum(crit >= 0)) / n_total
+    return slope, low, high, float(min(1.0, 2 * min(p_up, p_down)))
+
+
+def mde_slope(x, y) -> tuple[float, float]:
+    """(mde, residual std): the slope an OLS t-test across these teachers detects with 80%
+    power, from the observed scatter around the line (a planning figure, not a test)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    k = len(x)
+    if k < 3 or np.ptp(x) == 0:
+        return np.nan, np.nan
+    fit = stats.linregress(x, y)
+    resid = y - (fit.intercept + fit.slope * x)
+    sigma = float(np.sqrt(resid @ resid / (k - 2)))
+    sxx = float(((x - x.mean()) ** 2).sum())
+    return _t_factor(k - 2) * sigma / math.sqrt(sxx), sigma
+
+
+def teachers_needed(x, sigma: float, margin: float, limit: int = 200) -> float:
+    """Teachers (spread over log-size like these) needed to detect a slope of ``margin``: the
+    permutation level must be reachable and the OLS power 80%."""
+    x = np.asarray(x, float)
+    if not np.isfinite(sigma) or len(x) < 2:
+        return np.nan
+    spread = float(np.var(x))  # per teacher
+    for k in range(max(3, teachers_for_level()), limit + 1):
+        if _t_factor(k - 2) * sigma / math.sqrt(spread * k) <= margin:
+            return float(k)
+    return np.inf
+
+
+def size_effect(x, y, direction: str, margin: float) -> dict:
+    """Teachers as units: ``x`` log2 parameters and ``y`` a mean over seeds, one per teacher."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    slope, lo, hi, p = slope_interval(x, y)
+    mde, sigma = mde_slope(x, y)
+    floor = permutation_floor(len(x)) if len(x) >= 3 else np.nan
+    if not floor <= ALPHA:  # the level is out of reach: nothing is detectable at this design
+        mde = np.inf
+    return {"estimate": slope, "ci_low": lo, "ci_high": hi, "n": len(x), "unit": "teachers",
+            "p_value": p, "p_floor": floor,
+            "spearman": rank_correlation(x, y), "margin": margin, "mde": mde,
+            "needed": teachers_needed(x, sigma, margin),
+            "verdict": decide(lo, hi, direction, margin)}
