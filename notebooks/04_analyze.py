@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4. What do the data say?
+#
+# This notebook collects every run into `results.csv` (one row per trained model), puts 95% confidence
+# intervals over seeds on every number, and tests each claim of the paper with a rule fixed in advance.
+# Knowledge-distillation effects on small datasets are often a fraction of a point, inside seed noise:
+# an interval that contains zero means "not shown by this run", whatever the point estimate says.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects values below this cell; literals only)
+profile = "quick"      # smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
+overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
+study_dir = "../outputs/quick"
+executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+
+# %%
+import kdcal
+from kdcal import config, study, plots, analysis, tables
+
+cfg = config.resolve(profile, {**overrides, "executor": executor})
+figures = study.Study(study_dir).figures
+plots.style()
+results = study.write_results(cfg, study_dir)
+teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]  # variants: notebook 2
+students = results[results["role"] == "student"]
+sizes = tables.teacher_sizes(results)
+print(f"{len(teachers)} teachers and {len(students)} students in {tables.display_path(study_dir)}/results.csv")
+
+# %% [markdown]
+# ## Teachers: size, accuracy and calibration
+#
+# Mean and 95% t-interval over seeds per teacher, before (`ece`, `nll`) and after (`ece_cal`, `nll_cal`)
+# temperature scaling; `–` where there is no interval (one seed). The figures of these numbers, and the
+# reliability diagrams, are in notebook 2 (section "Calibration against teacher size").
+
+# %%
+summary = analysis.teacher_summary(teachers)
+tables.show(summary)
+
+# %% [markdown]
+# ## Students: accuracy against teacher size, per mode
+#
+# Every seed is a dot and the line joins the means over seeds (95% t-intervals from 3 seeds on); modes
+# sit side by side around each teacher. The dashed line is the no-KD baseline's mean, thin grey lines its
+# seeds.
+
+# %%
+tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes)
+plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_accuracy_vs_teacher_size");
+
+# %% [markdown]
+# ## Paired differences between modes
+#
+# For the same teacher and seed, students differ only by their loss, so the difference of their accuracies
+# is free of most seed noise. Below, every KD mode against the baseline and the calibrated modes against
+# uncalibrated KD, per teacher and pooled ("all").
+
+# %%
+diffs = analysis.mode_differences(students, cfg.modes)
+tables.show(diffs, sizes=sizes)
+plots.save(plots.paired_mode_differences(diffs), figures, "paired_mode_differences");
+
+# %% [markdown]
+# ## Rank correlations and what predicts a good teacher
+#
+# Spearman and Kendall correlation between teacher parameters and student accuracy, per mode; the 95%
+# intervals come from a bootstrap that resamples whole seeds. Then, as in Kim et al. (2025), how much of
+# the student's accuracy is explained ($R^2$, Spearman) by the teacher's ECE versus the teacher's accuracy.
+
+# %%
+tables.show(analysis.size_correlations(students), digits=3)
+tables.show(analysis.predictors_of_student(students), digits=3)
+
+# %% [markdown]
+# ## The claims, tested
+#
+# Each claim is turned into one statistic with a 95% interval. The verdict is computed, not typed:
+
+# %%
+print(analysis.VERDICT_RULE)
+claims = analysis.claims_table(results)
+study.save_table(claims, study_dir, "claims.csv")
+tables.show(claims)
+
+# %%
+print(analysis.claims_summary(claims))
