@@ -35,9 +35,9 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
-profile = "quick"      # smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
+profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
-study_dir = "../outputs/quick"
+study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
 
 # %%

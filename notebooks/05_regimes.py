@@ -45,9 +45,9 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
-profile = "regimes-quick"  # regimes-quick | regimes-full, or any profile with a `regimes` grid
+profile = "tutorial"       # tutorial (one tau cell, minutes), regimes-quick, regimes-full, or any profile with `regimes`
 overrides = {}             # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
-study_dir = "../outputs/regimes-quick"
+study_dir = "../outputs/scratch"  # the same scratch folder as notebooks 01-04 (gitignored)
 executor = "local"         # local | ray: where the trainings run (README: On a cluster)
 
 # %%
