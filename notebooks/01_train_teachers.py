@@ -33,6 +33,11 @@
 # The notebooks share nothing but the *study folder*: every trained model is a run in `runs/` whose id
 # is a hash of its full configuration, so re-running skips what is done and resumes what was cut off.
 
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) say why calibration is fitted on a validation split and
+# never on test; (2) read a ResNet ladder's parameter counts; (3) find a run's training log (`log.txt` in the
+# study folder) and explain why re-running skips finished runs (run ids hash the full configuration).
+
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
 profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
@@ -117,3 +122,22 @@ if cfg.teacher_variants:
     tables.show(variants[variants["variant"] != "standard"])
 else:
     print("No teacher variants in this profile: set teacher_variants, e.g. --set teacher_variants=label_smoothing,mixup")
+
+# %% [markdown]
+# ## Try this
+#
+# 1. Set `overrides = {"teacher_epochs": 8}` in the parameters cell and run all. *Expected:* new run ids
+#    (the config changed), so everything retrains; the larger teacher's final training loss falls further
+#    below the smaller one's.
+# 2. Run the training cell a second time. *Expected:* it returns in seconds; `log.txt` gains lines
+#    `[...] done, skipped`, one per run.
+# 3. Add `"resnet20"` to the teachers (`overrides = {"teachers": ["resnet8", "resnet14", "resnet20"]}`).
+#    *Expected:* only the resnet20 runs train; the two others are skipped.
+#
+# <details><summary>Answers</summary>
+#
+# 1. Run ids hash the full configuration, so any recipe change makes new runs. Deeper nets fit 1,500 images
+#    faster, so their training loss ends lower: the first sign of over-confidence to come.
+# 2. A finished run has a `done` marker; only missing or interrupted runs train (interrupted ones resume).
+# 3. Same reason: resnet8's and resnet14's configs did not change.
+# </details>

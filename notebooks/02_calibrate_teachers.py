@@ -26,6 +26,11 @@
 # T > 1 softens the probabilities, T < 1 sharpens them; the predicted class (and the accuracy) never
 # changes. T is fitted by minimising NLL on the **validation** split, then applied to the test logits.
 
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) compute and read ECE, NLL and a reliability diagram;
+# (2) explain why temperature scaling never changes accuracy; (3) tell an over-confident teacher (fitted T > 1)
+# from an under-confident one (T < 1).
+
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
 profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
@@ -120,3 +125,21 @@ if variants["variant"].nunique() > 1:
     plots.save(plots.teacher_variants(variants), figures, "teacher_variants")
 else:
     print("No teacher variants in this profile (teacher_variants is empty).")
+
+# %% [markdown]
+# ## Try this
+#
+# 1. Compare the reliability diagrams of the smallest and largest teacher. *Expected:* the larger teacher's
+#    bars sit further below the diagonal (confidence above accuracy), and its fitted T is larger.
+# 2. Check that `acc_before` equals the accuracy after scaling for every teacher (`table["acc_before"]`
+#    against the test accuracy in `results_table`). *Expected:* identical: dividing logits by T > 0 keeps
+#    their order.
+# 3. Run with `overrides = {"teacher_epochs": 1}`. *Expected:* under-trained teachers are less
+#    over-confident: T near or below 1, and the ECE gap between teachers shrinks.
+#
+# <details><summary>Answers</summary>
+#
+# 1. Bigger nets drive training loss towards zero, so their test confidences overshoot (Guo et al. 2017).
+# 2. softmax(z / T) has its largest entry where z does, for any T > 0.
+# 3. Over-confidence grows with fitting: early in training confidences are still low.
+# </details>

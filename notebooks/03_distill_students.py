@@ -42,6 +42,11 @@
 # same batches, in one training loop that reads the teacher's cached logits. Differences between modes are
 # then due to the loss alone, which lets notebook 4 compare them pair by pair.
 
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) derive why the KD term is multiplied by $\tau^2$;
+# (2) say exactly what each mode (`uncalibrated`, `compose`, `replace`) changes in the loss; (3) explain why
+# students of one teacher and seed are trained *paired* (same initial weights, same batches).
+
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
 profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
@@ -113,3 +118,40 @@ if sweep.empty:
 else:
     tables.show(sweep, sizes=tables.teacher_sizes(students))
     plots.save(plots.temperature_sweep(sweep), figures, "teacher_temperature_sweep");
+
+# %% [markdown]
+# ## Why $\tau^2$? (the derivation)
+#
+# Write $p = \mathrm{softmax}(z_t/\tau)$ and $q = \mathrm{softmax}(z_s/\tau)$. The gradient of
+# $\mathrm{KL}(p\,\|\,q)$ with respect to a student logit is
+# $$\frac{\partial\,\mathrm{KL}}{\partial z_{s,i}} = \frac{1}{\tau}\,(q_i - p_i).$$
+# For large $\tau$, $q_i - p_i \approx \frac{1}{K\tau}\big((z_{s,i} - \bar z_s) - (z_{t,i} - \bar z_t)\big)$
+# (first-order expansion of the softmax around the uniform distribution over $K$ classes), so the gradient
+# scales as $1/\tau^2$. Multiplying the KD term by $\tau^2$ undoes that: the balance $\alpha$ between the
+# soft and the hard term means the same thing at every $\tau$.
+#
+# ## What each mode changes
+#
+# - `uncalibrated`: teacher and student logits divided by $\tau$, KD weight $\alpha\tau^2$. Plain KD.
+# - `compose`: the teacher's logits divided by $T\tau$ (its calibrated distribution, softened at $\tau$);
+#   the student's by $\tau$; weight $\alpha\tau^2$. Only the *target* changes.
+# - `replace`: KD at temperature $T$ for **both**: teacher and student logits divided by $T$, and the weight
+#   becomes $\alpha T^2$. Two things change at once: the softening (T is usually far from $\tau = 4$) *and*
+#   the KD weight. A gain of `replace` over `uncalibrated` at $\tau = 4$ can therefore come from a better
+#   temperature, not from calibration: compare it with uncalibrated KD at a tuned $\tau$ (the control above).
+#
+# ## Try this
+#
+# 1. Set `overrides = {"tau": 1.0}`. *Expected:* `compose` and `uncalibrated` differ more than at
+#    $\tau = 4$: at $\tau = 1$ the calibration is all the softening there is.
+# 2. Set `overrides = {"alpha": 0.0}`. *Expected:* every KD mode equals the baseline to the last digit (the
+#    KD term has weight 0 and the students are paired).
+# 3. For one teacher, compare `replace`'s `kd_tau` with its `temperature`. *Expected:* equal: in `replace`
+#    the fitted T *is* the distillation temperature.
+#
+# <details><summary>Answers</summary>
+#
+# 1. A high $\tau$ already flattens an over-confident teacher; dividing further by T changes little.
+# 2. Same initial weights, same batches, same loss: the trainings are identical.
+# 3. By construction; that is why `replace` also changes the KD weight to $\alpha T^2$.
+# </details>

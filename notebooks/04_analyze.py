@@ -21,6 +21,11 @@
 # Knowledge-distillation effects on small datasets are often a fraction of a point, inside seed noise:
 # an interval that contains zero means "not shown by this run", whatever the point estimate says.
 
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
+# 95% interval of a paired difference; (3) tell the four verdicts apart (supported, contradicted, equivalent,
+# underpowered) and say what a minimum detectable effect is.
+
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
 profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
@@ -99,3 +104,37 @@ tables.show(claims)
 
 # %%
 print(analysis.claims_summary(claims))
+
+# %% [markdown]
+# ## Reading the intervals and verdicts, in plain words
+#
+# - **The seed is the unit.** One seed fixes a teacher's and a student's initial weights and batches. Two
+#   students of one seed are not independent evidence; two seeds are. So the interval of a paired difference
+#   (calibrated minus uncalibrated, same teacher and seed) is computed over the per-seed means: with 2 seeds
+#   it rests on 2 numbers, and it is wide.
+# - **A 95% interval** is the range of effects the data are compatible with. If it excludes zero, the sign is
+#   shown; if it contains zero, it is not.
+# - **Verdicts.** *supported*: the interval lies on the claim's side of zero. *contradicted*: on the other
+#   side. *equivalent*: the whole interval lies inside the equivalence margin (the effect, if any, is too
+#   small to matter). *underpowered*: none of these: the interval is wider than the margin, so this run
+#   cannot decide.
+# - **Minimum detectable effect**: the smallest true effect this number of seeds would detect most of the
+#   time; with few seeds it is often larger than any effect KD plausibly has on this scale.
+#
+# ## Try this
+#
+# 1. In `results`, compute the mean accuracy of `uncalibrated` students minus `baseline` per seed
+#    (`students.pivot_table(index="seed", columns="mode", values="acc")`). *Expected:* the per-seed
+#    differences vary by about as much as their mean: that spread is what the interval measures.
+# 2. Rerun notebooks 1-4 with `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the intervals of claims 3-5
+#    narrow (roughly by $\sqrt{2/3}$ in width, more from the t quantile), verdicts may move from
+#    *underpowered*; claim 1 (bigger teachers are less calibrated) stays supported.
+# 3. Read claim 2's row: which teacher is "least favourable"? *Expected:* the one whose ECE or NLL improves
+#    least under temperature scaling, usually the smallest, best-calibrated teacher.
+#
+# <details><summary>Answers</summary>
+#
+# 1. With the seed as the unit, the per-seed differences *are* the data; their spread sets the interval.
+# 2. A t-interval shrinks with $\sqrt{n}$ and its quantile falls from 12.7 (2 seeds) to 4.3 (3 seeds).
+# 3. A teacher that is already calibrated has little to gain, so its improvement is the weakest link.
+# </details>

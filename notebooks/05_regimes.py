@@ -43,6 +43,10 @@
 # per-seed t-interval). With many cells, some intervals exclude zero by chance: the summary says how many
 # to expect.
 
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) read a one-factor-at-a-time design; (2) say how many
+# "significant" cells chance alone produces among many; (3) decide which cell to rerun with more seeds.
+
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
 profile = "tutorial"       # tutorial (one tau cell, minutes), regimes-quick, regimes-full, or any profile with `regimes`
@@ -118,3 +122,20 @@ print(summary)
 # is where the paper's second claim holds. Single cells are weak evidence: 2-3 seeds, a handful of teachers,
 # one factor moved at a time. Rerun a promising cell with more seeds (`--set seeds=[0,1,2,3,4]`) before
 # believing it.
+
+# %% [markdown]
+# ## Try this
+#
+# 1. Count the cells whose interval in (a) excludes zero, and compare with the number expected by chance
+#    (5% of the cells). *Expected:* with the tutorial's two cells, zero or one: no evidence either way.
+# 2. Add a cell: `overrides = {"regimes": {"tau": [1.0, 8.0]}}`. *Expected:* only the tau = 8 students train
+#    (the teachers are shared with the base cell); at tau = 8 the effect of calibration shrinks.
+# 3. Add `label_noise`: `overrides = {"regimes": {"label_noise": [0.4]}}`. *Expected:* new teachers train;
+#    their fitted T and ECE rise, since memorising noisy labels makes teachers confidently wrong.
+#
+# <details><summary>Answers</summary>
+#
+# 1. With k cells and no true effect, about 0.05 k intervals exclude zero by chance.
+# 2. Run ids of tau cells differ only for students; a high tau already softens the teacher.
+# 3. Noise the teacher memorises shows up as confident errors on clean test labels.
+# </details>
