@@ -184,6 +184,15 @@ PROFILES.update({
                                   "teachers": [["resnet8", "resnet8x2", "resnet8x3", "resnet8x4"]],
                                   "teacher_weight_decay": [0.0], "teacher_norm": ["none"],
                                   "dataset": ["cifar100"]}),
+    # A class on laptops: every notebook (01-05) end to end on real Fashion-MNIST in a few minutes
+    # on 2 cores, into a scratch folder (the notebooks' default). Too small for verdicts: it is for
+    # learning the pipeline and trying the exercises, not for evidence.
+    "tutorial": dict(dataset="fmnist", train_size=1500, val_size=1000, test_size=2000,
+                     teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
+                     teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05,
+                     student_batch_size=128, student_lr=0.1,
+                     modes=["uncalibrated", "compose", "replace"],
+                     regimes={"tau": [1.0]}),
 })
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .config import StudyConfig, resolve
+from .logfile import LOG_NAME
 from .store import Study, write_json
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def typed_overrides(cfg: StudyConfig, overrides: dict) -> dict:
 
 
 def _show_notebook_output() -> None:
-    """Print the kernels' output (one line per epoch) as papermill relays it."""
+    """Print the kernels' output as papermill relays it (training lines go to the study's log.txt)."""
     logger = logging.getLogger("papermill")
     if not any(getattr(h, "_kdcal", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stdout)
@@ -52,6 +53,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
         write_json({"profile": profile, "overrides": params, "config": cfg.to_dict()},
                    study.root / "study.json")
         t_start = time.perf_counter()
+        log(f"== training log: {study.root / LOG_NAME} (follow it with tail -f)")
         notebooks = NOTEBOOKS + ([REGIMES_NOTEBOOK] if cfg.regimes else [])
         for name in notebooks:
             target = study.root / name
@@ -69,7 +71,8 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
         from .report import build_report
 
-        report = build_report(study.root, notebooks, f"kdcal study: profile {profile}")
+        report = build_report(study.root, notebooks,
+                              f"Does a calibrated teacher teach better? kdcal study, profile {profile}")
         log(f"== report: {report}")
         write_json({"seconds": time.perf_counter() - t_start}, study.root / "timing.json")
     return study.root

@@ -1,6 +1,9 @@
-"""Figures of the study: one palette per mode everywhere, error bars = 95% intervals over seeds.
+"""Figures of the study: one palette per mode everywhere; every seed drawn as a dot.
 
-Reliability diagrams come from netcal; everything else is seaborn on the results table.
+Error bars are 95% t-intervals over seeds, drawn only from 3 seeds on (with 2, a t-interval is
+wider than the data and says little; the dots say more). Intervals of non-negative metrics (ECE,
+NLL) are clipped at 0. Titles say what the markers are and over how many seeds. Reliability
+diagrams come from netcal, relabelled; everything else is matplotlib/seaborn on the results table.
 """
 from __future__ import annotations
 
@@ -52,11 +55,36 @@ def _size_axis(ax, frame: pd.DataFrame, params: str, arch: str) -> None:
                   fontsize=8)
 
 
-def _errorbars(ax, summary: pd.DataFrame, x: str, color, label: str, marker="o"):
+MIN_SEEDS_FOR_INTERVAL = 3  # below this, figures show the seeds' dots and their mean only
+
+
+def _errorbars(ax, summary: pd.DataFrame, x: str, color, label: str, marker="o",
+               floor: float | None = None):
+    """Mean line with 95% intervals; intervals dropped below MIN_SEEDS_FOR_INTERVAL, clipped at ``floor``."""
     s = summary.sort_values(x)
-    yerr = np.vstack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]])
-    yerr = np.nan_to_num(yerr)
+    lo, hi = s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float)
+    if floor is not None:
+        lo = np.maximum(lo, floor)
+    if "n" in s:
+        few = s["n"].to_numpy() < MIN_SEEDS_FOR_INTERVAL
+        lo, hi = np.where(few, np.nan, lo), np.where(few, np.nan, hi)
+    yerr = np.nan_to_num(np.vstack([s["mean"] - lo, hi - s["mean"]]))
     ax.errorbar(s[x], s["mean"], yerr=yerr, color=color, marker=marker, capsize=3, label=label)
+
+
+def _seed_note(frame: pd.DataFrame) -> str:
+    """What the markers are, with the number of seeds: for a figure's title."""
+    n = frame["seed"].nunique() if "seed" in frame else int(frame["n"].max())
+    if n >= MIN_SEEDS_FOR_INTERVAL:
+        return f"mean and 95% t-interval over {n} seeds; dots = seeds"
+    return f"line = mean of {n} seed{'s' if n != 1 else ''}, dots = seeds; no interval from {n}"
+
+
+def significant(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high") -> np.ndarray:
+    """Filled-marker rule: the analysis's verdict when it has one, else 'interval excludes 0'."""
+    if "verdict" in frame:
+        return frame["verdict"].isin(DECIDED).to_numpy()
+    return ((frame[low] > 0) | (frame[high] < 0)).to_numpy()
 
 
 def teacher_calibration_vs_size(teachers: pd.DataFrame):
@@ -69,7 +97,8 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
                 continue
             summ = seed_summary(teachers.rename(columns={col: "_v"}), ["params"], "_v")
             _errorbars(ax, summ, "params", MODE_PALETTE[phase],
-                       "uncalibrated" if phase == "before" else "temperature-scaled")
+                       "uncalibrated" if phase == "before" else "temperature-scaled",
+                       floor=None if metric == "acc" else 0.0)
             ax.scatter(teachers["params"], teachers[col], color=MODE_PALETTE[phase], s=10, alpha=0.4)
         _size_axis(ax, teachers, "params", "arch")
         ax.set_xlabel("teacher parameters (log scale)")
@@ -77,7 +106,7 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
         if metric == "acc":
             break
     axes[0].legend()
-    fig.suptitle("Teachers: calibration against size (mean and 95% CI over seeds; dots = seeds)")
+    fig.suptitle(f"Teachers: calibration against size ({_seed_note(teachers)})")
     fig.tight_layout()
     return fig
 
@@ -85,57 +114,91 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
 def temperature_vs_size(teachers: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     summ = seed_summary(teachers, ["params"], "temperature")
-    _errorbars(ax, summ, "params", MODE_PALETTE["teacher"], "fitted T")
+    _errorbars(ax, summ, "params", MODE_PALETTE["teacher"], "fitted T", floor=0.0)
+    ax.scatter(teachers["params"], teachers["temperature"], color=MODE_PALETTE["teacher"], s=10,
+               alpha=0.4)
     ax.axhline(1.0, color="grey", lw=1, ls=":")
     _size_axis(ax, teachers, "params", "arch")
     ax.set_xlabel("teacher parameters (log scale)")
     ax.set_ylabel("fitted temperature T (unitless)")
-    ax.set_title("Temperature fitted on validation NLL")
+    ax.set_title(f"Temperature fitted on validation NLL\n({_seed_note(teachers)})", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def student_accuracy_vs_teacher_size(students: pd.DataFrame):
-    """Student test accuracy per distillation mode against teacher size; baseline as a band."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Student test accuracy per distillation mode against teacher size: every seed, and the mean.
+
+    Modes sit side by side around each teacher's x (a small offset), so no seed hides behind
+    another mode's bar; the no-KD baseline is a dashed line at its mean, its seeds as ticks.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     kd = students[students["mode"].isin(MODE_ORDER) | students["mode"].str.startswith("cal-")]
     kd = kd[kd["mode"] != "baseline"]
-    offsets = {"uncalibrated": 0.97, "compose": 1.0, "replace": 1.03}
     extra = sorted(m for m in set(kd["mode"]) if m not in MODE_ORDER)
-    for mode in [m for m in MODE_ORDER if m in set(kd["mode"])] + extra:
-        summ = seed_summary(kd[kd["mode"] == mode], ["teacher_params"], "acc")
-        summ["teacher_params"] = summ["teacher_params"] * offsets.get(mode, 1.0)
+    modes = [m for m in MODE_ORDER if m in set(kd["mode"])] + extra
+    for i, mode in enumerate(modes):
+        g = kd[kd["mode"] == mode]
+        shift = 1.06 ** (i - (len(modes) - 1) / 2)  # log axis: multiplicative offsets
+        summ = seed_summary(g, ["teacher_params"], "acc")
+        summ["teacher_params"] = summ["teacher_params"] * shift
         _errorbars(ax, summ, "teacher_params", mode_color(mode), f"KD, {mode}")
+        ax.scatter(g["teacher_params"] * shift, g["acc"], color=mode_color(mode), s=14, alpha=0.55,
+                   edgecolor="none", zorder=3)
     base = students[students["mode"] == "baseline"]
     if len(base):
-        mean, _, lo, hi, _ = t_interval(base["acc"])
-        ax.axhline(mean, color=MODE_PALETTE["baseline"], ls="--", label="no KD (baseline)")
-        if np.isfinite(lo):
-            ax.axhspan(lo, hi, color=MODE_PALETTE["baseline"], alpha=0.15)
+        ax.axhline(base["acc"].mean(), color=MODE_PALETTE["baseline"], ls="--",
+                   label=f"no KD (baseline), mean of {base['seed'].nunique()} seeds")
+        for value in base["acc"]:
+            ax.axhline(value, color=MODE_PALETTE["baseline"], lw=0.6, alpha=0.5)
     _size_axis(ax, kd, "teacher_params", "teacher")
-    ax.set_xlabel("teacher parameters (log scale)")
+    ax.set_xlabel("teacher parameters (log scale; modes offset side by side)")
     ax.set_ylabel("student test accuracy")
-    ax.set_title("Students: accuracy against teacher size (mean, 95% CI over seeds)")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Students: test accuracy against teacher size\n({_seed_note(kd)}; "
+                 "thin grey lines = baseline seeds)", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
 
-def paired_mode_differences(diffs: pd.DataFrame):
-    """Paired accuracy differences between modes per teacher, with 95% intervals."""
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * len(diffs)))
-    labels = diffs["comparison"] + "  |  " + diffs["teacher"].astype(str)
+def _difference_panel(ax, diffs: pd.DataFrame, title: str) -> None:
+    """One row per (comparison, teacher): mean paired difference in points with its 95% interval."""
     y = np.arange(len(diffs))
-    colors = [mode_color(c.split(" - ")[0]) for c in diffs["comparison"]]
-    err = np.nan_to_num(np.vstack([diffs["mean"] - diffs["ci_low"], diffs["ci_high"] - diffs["mean"]]))
-    for i, color in enumerate(colors):
-        ax.errorbar(diffs["mean"].iloc[i] * 100, y[i], xerr=err[:, i:i + 1] * 100, fmt="o",
-                    color=color, capsize=3)
+    sig = significant(diffs)
+    for i, (_, row) in enumerate(diffs.iterrows()):
+        color = mode_color(row["comparison"].split(" - ")[0])
+        lo, hi = row["ci_low"], row["ci_high"]
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo * 100, hi * 100], [y[i], y[i]], color=color, lw=1.5)
+        ax.scatter(row["mean"] * 100, y[i], s=40, zorder=3, color=color if sig[i] else "white",
+                   edgecolor=color)
     ax.axvline(0, color="grey", lw=1)
+    labels = diffs["comparison"].str.split(" - ").str[0] + "  |  " + diffs["teacher"].astype(str)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("student accuracy difference (percentage points, paired by teacher and seed)")
-    ax.set_title("Does calibrating the teacher change the student?")
+    ax.set_ylim(len(diffs) - 0.5, -0.5)
+    ax.set_title(title, fontsize=10)
+
+
+def paired_mode_differences(diffs: pd.DataFrame):
+    """Paired student accuracy differences, two panels: KD modes against the no-KD baseline, and the
+    calibrated modes against uncalibrated KD. One row per mode and teacher ("all": pooled)."""
+    vs_base = diffs[diffs["comparison"].str.endswith(" - baseline")]
+    vs_uncal = diffs[diffs["comparison"].str.endswith(" - uncalibrated")]
+    panels = [(p, t) for p, t in ((vs_uncal, "(a) calibrated KD minus uncalibrated KD"),
+                                  (vs_base, "(b) KD minus the no-KD student (baseline)"))
+              if len(p)]
+    heights = [len(p) for p, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 1.6 + 0.3 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (part, title) in zip(axes[:, 0], panels):
+        _difference_panel(ax, part.reset_index(drop=True), title)
+    n = int(diffs.loc[diffs["teacher"] != "all", "n"].max()) if "n" in diffs else None
+    axes[-1, 0].set_xlabel("difference in student test accuracy (percentage points)")
+    rule = ("verdict supported or contradicted" if "verdict" in diffs
+            else "95% interval excludes 0")
+    fig.suptitle("Paired by teacher and seed: mean difference, 95% t-interval"
+                 + (f" over {n} seeds per teacher" if n else "") + f"\n(filled: {rule})",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -164,9 +227,25 @@ def reliability_grid(panels: list[tuple], n_bins: int = 15, columns: int = 2):
         sub.tight_layout = lambda *a, **k: None  # netcal calls it; the parent lays out instead
         ReliabilityDiagram(bins=n_bins).plot(np.asarray(probs), np.asarray(labels), fig=sub,
                                              title_suffix=title)
+        _relabel_reliability(sub.axes, title)
     for sub in subfigs[len(panels):]:
         sub.set_visible(False)
     return fig
+
+
+def _relabel_reliability(axes, title: str) -> None:
+    """netcal's two panels, relabelled: its histogram is a fraction (0-1), not '% of Samples', and
+    its legends sit in the upper left, where an over-confident model's bars are not."""
+    hist, rel = axes[:2]
+    hist.set_ylabel("fraction of samples")
+    hist.set_title(f"{title}: confidence histogram", fontsize=9)
+    hist.legend(["mean accuracy", "mean confidence", "fraction of samples"], loc="upper left",
+                fontsize=7, framealpha=0.9)
+    rel.set_ylabel("accuracy in the bin")
+    rel.set_xlabel("confidence (bin)")
+    rel.set_title(f"{title}: reliability", fontsize=9)
+    rel.legend(["perfect calibration", "accuracy", "gap to confidence"], loc="upper left",
+               fontsize=7, framealpha=0.9)
 
 
 def image_grid(images, titles, columns: int = 8):
@@ -184,27 +263,40 @@ def image_grid(images, titles, columns: int = 8):
     return fig
 
 
-def _t_errorbar(values):
-    _, _, lo, hi, _ = t_interval(values)
-    mean = float(np.mean(values))
-    return (lo, hi) if np.isfinite(lo) else (mean, mean)
-
-
 def _teacher_points(frame: pd.DataFrame, hue: str, panels: list[tuple], legend: str,
                     title: str, sharey: bool = False):
-    """One panel per (column, y label, panel title): teachers on x by size, ``hue`` as points."""
-    order = frame.sort_values("params")["arch"].unique()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), sharey=sharey)
-    for ax, (col, ylabel, panel_title) in zip(np.atleast_1d(axes), panels):
-        sns.pointplot(frame, x="arch", y=col, hue=hue, order=order, ax=ax,
-                      errorbar=_t_errorbar, dodge=0.4, linestyle="none", capsize=0.1)
+    """One panel per (column, y label, panel title): teachers on x by size, ``hue`` side by side.
+
+    Every seed is a dot; the mean a larger marker, with its 95% t-interval (clipped at 0, these
+    metrics are non-negative) from MIN_SEEDS_FOR_INTERVAL seeds on.
+    """
+    order = list(frame.sort_values("params")["arch"].unique())
+    levels = list(dict.fromkeys(frame[hue]))
+    palette = dict(zip(levels, sns.color_palette("colorblind", len(levels))))
+    n_seeds = frame["seed"].nunique()
+    width = 0.7 / max(len(levels), 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), sharey=sharey,
+                             squeeze=False)
+    for ax, (col, ylabel, panel_title) in zip(axes[0], panels):
+        for j, level in enumerate(levels):
+            g = frame[frame[hue] == level]
+            x0 = np.array([order.index(a) for a in g["arch"]]) + (j - (len(levels) - 1) / 2) * width
+            ax.scatter(x0, g[col], color=palette[level], s=12, alpha=0.5, edgecolor="none")
+            for arch, gg in g.groupby("arch"):
+                x = order.index(arch) + (j - (len(levels) - 1) / 2) * width
+                mean, _, lo, hi, n = t_interval(gg[col])
+                if n >= MIN_SEEDS_FOR_INTERVAL and np.isfinite(lo):
+                    ax.plot([x, x], [max(lo, 0.0), hi], color=palette[level], lw=1.5)
+                ax.scatter([x], [mean], color=palette[level], s=40, marker="D",
+                           label=level if arch == g["arch"].iloc[0] else None)
+        ax.set_xticks(range(len(order)), order)
         ax.set_xlabel("teacher (ordered by parameters)")
         ax.set_ylabel(ylabel)
         ax.set_title(panel_title)
-        if ax is not np.atleast_1d(axes)[0]:
-            ax.get_legend().remove()
-    np.atleast_1d(axes)[0].legend(fontsize=8, title=legend)
-    fig.suptitle(title)
+    axes[0][0].legend(fontsize=8, title=legend)
+    note = (f"diamond = mean of {n_seeds} seeds, dots = seeds"
+            + (", bar = 95% t-interval" if n_seeds >= MIN_SEEDS_FOR_INTERVAL else ""))
+    fig.suptitle(f"{title} ({note})")
     fig.tight_layout()
     return fig
 
@@ -213,8 +305,7 @@ def calibrator_comparison(methods: pd.DataFrame):
     """Test ECE and NLL of every teacher under every calibration method (95% t-intervals)."""
     return _teacher_points(methods, "method", [("ece", "test ECE (15 bins)", ""),
                                                ("nll", "test NLL (nats)", "")], "calibration",
-                           "Calibrators fitted on validation logits, scored on test "
-                           "(mean, 95% CI over seeds)")
+                           "Calibrators fitted on validation logits, scored on test")
 
 
 def temperature_sweep(sweep: pd.DataFrame):
@@ -240,7 +331,10 @@ def temperature_sweep(sweep: pd.DataFrame):
         ax.set_xlabel("teacher temperature (x tau)")
     axes[0][0].set_ylabel("student test accuracy")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Does the student's optimum sit at the calibrated temperature? (mean, 95% CI over seeds)")
+    n = int(sweep["n"].max())
+    what = (f"mean and 95% t-interval over {n} seeds" if n >= MIN_SEEDS_FOR_INTERVAL
+            else f"one student per point, mean of {n} seed{'s' if n != 1 else ''}, no interval")
+    fig.suptitle(f"Does the student's optimum sit at the calibrated temperature? ({what})")
     fig.tight_layout()
     return fig
 
@@ -250,11 +344,11 @@ def teacher_variants(table: pd.DataFrame):
     return _teacher_points(table, "variant", [("ece", "test ECE (15 bins)", "as trained"),
                                               ("ece_cal", "test ECE (15 bins)",
                                                "after temperature scaling")],
-                           "trained with", "Calibration by training (mean, 95% CI over seeds)",
+                           "trained with", "Calibration by training",
                            sharey=True)
 
 
-def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
+def regime_map(effects: pd.DataFrame, mode: str):
     """One row per regime cell: the paired effect of calibration, then the size correlations.
 
     Read left to right: does calibrating the teacher move the student (a), does teacher size help
@@ -262,42 +356,49 @@ def regime_map(effects: pd.DataFrame, mode: str, alpha: float = 0.05):
     regime (c). Filled markers: a decided verdict (:func:`kdcal.inference.decide`): the effect's
     95% interval over seeds, or the size slope's permutation interval over teachers, excludes 0.
     """
+    from matplotlib.lines import Line2D
+
     e = effects.sort_values("order").reset_index(drop=True)
     y = np.arange(len(e))[::-1]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 0.42 * len(e) + 1.8), sharey=True,
-                             gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(e) + 2.6), sharey=True,
+                             gridspec_kw={"width_ratios": [1.3, 1, 1]}, layout="constrained")
 
-    def points(ax, col, color, sig, offset=0.0, label=None):
+    def points(ax, col, color, sig, offset=0.0):
         mid = e[col]
         if f"{col}_low" in e:  # correlations carry no interval (teachers are the units)
             err = np.nan_to_num(np.vstack([mid - e[f"{col}_low"], e[f"{col}_high"] - mid]))
             ax.errorbar(mid, y + offset, xerr=err, fmt="none", ecolor=color, capsize=3)
-        ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3,
-                   label=label if sig.any() else None)
-        ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="white", edgecolor=color, s=36,
-                   zorder=3, label=None if sig.any() else label)
+        ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3)
+        ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="white", edgecolor=color, s=36, zorder=3)
         ax.axvline(0, color="0.3", lw=1)
 
-    points(axes[0], "effect", mode_color(mode), e["verdict"].isin(DECIDED))
-    axes[0].set_xlabel(f"student accuracy, {mode} - uncalibrated (points)")
-    axes[0].set_title("(a) effect of calibrating the teacher")
-    for col, color, offset, label in (("size_uncal", mode_color("uncalibrated"), 0.15, "uncalibrated"),
-                                      ("size_cal", mode_color(mode), -0.15, mode)):
-        points(axes[1], col, color, e[f"{col}_verdict"].isin(DECIDED), offset, label)
-    axes[1].set_xlabel("Spearman: teacher size vs student accuracy")
-    axes[1].set_title("(b) does a bigger teacher help?")
-    axes[1].legend(fontsize=8, loc="best")
-    points(axes[2], "size_ece", MODE_PALETTE["teacher"], e["size_ece_verdict"].isin(DECIDED))
-    axes[2].set_xlabel("Spearman: teacher size vs teacher ECE")
-    axes[2].set_title("(c) is the bigger teacher less calibrated?")
+    points(axes[0], "effect", mode_color(mode), e["verdict"].isin(DECIDED).to_numpy())
+    axes[0].set_xlabel(f"student accuracy (points):\n{mode} minus uncalibrated KD")
+    axes[0].set_title("(a) effect of calibrating the teacher", fontsize=10)
+    for col, color, offset in (("size_uncal", mode_color("uncalibrated"), 0.15),
+                               ("size_cal", mode_color(mode), -0.15)):
+        points(axes[1], col, color, e[f"{col}_verdict"].isin(DECIDED).to_numpy(), offset)
+    axes[1].set_xlabel("Spearman correlation of teacher means:\nteacher size vs student accuracy")
+    axes[1].set_title("(b) does a bigger teacher help?", fontsize=10)
+    points(axes[2], "size_ece", MODE_PALETTE["teacher"],
+           e["size_ece_verdict"].isin(DECIDED).to_numpy())
+    axes[2].set_xlabel("Spearman correlation of teacher means:\nteacher size vs teacher ECE")
+    axes[2].set_title("(c) is the bigger teacher less calibrated?", fontsize=10)
     for ax in axes[1:]:
         ax.set_xlim(-1.1, 1.1)
-    axes[0].set_yticks(y, e["cell"])
+    axes[0].set_yticks(y, e["cell"], fontsize=8)
     for ax in axes:  # separate the factors
         for boundary in np.flatnonzero(e["factor"].to_numpy()[1:] != e["factor"].to_numpy()[:-1]):
             ax.axhline(y[boundary] - 0.5, color="0.8", lw=0.8)
-    fig.suptitle("When does teacher calibration matter? One factor changed per row (filled: "
-                 "supported or contradicted by the study's verdict rule: (a) 95% t-interval over "
-                 "seeds, (b, c) slope per doubling, exact permutation over teachers)")
-    fig.tight_layout()
+    handles = [Line2D([], [], ls="none", marker="o", color=mode_color("uncalibrated"),
+                      label="uncalibrated KD"),
+               Line2D([], [], ls="none", marker="o", color=mode_color(mode), label=f"{mode} KD"),
+               Line2D([], [], ls="none", marker="o", color="0.3",
+                      label="filled: verdict supported or contradicted"),
+               Line2D([], [], ls="none", marker="o", markerfacecolor="white", color="0.3",
+                      label="hollow: equivalent or underpowered")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    fig.suptitle("When does teacher calibration matter? One factor changed per row; (a) mean over "
+                 "seeds with 95% t-interval over seeds, (b, c) teachers as units (exact "
+                 "permutation over teachers)", fontsize=11)
     return fig

@@ -1,0 +1,143 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Train a family of teachers
+#
+# **Knowledge distillation** (KD, Hinton et al. 2015) trains a small *student* network to imitate the
+# output distribution of a larger *teacher*, not only the one-hot labels. The teacher's probabilities
+# carry "dark knowledge": which wrong classes look similar to the right one.
+#
+# A published claim says that *bigger, more accurate teachers are not better teachers* because they are
+# **over-confident**: their probabilities are sharper than their accuracy justifies. Once each teacher is
+# **calibrated** (temperature scaling), teacher size should correlate positively with student accuracy.
+# This study re-runs that experiment in four notebooks:
+#
+# 1. **this notebook**: train teachers of growing size, several seeds each;
+# 2. measure and calibrate them;
+# 3. distill one student architecture from every teacher, uncalibrated and calibrated, plus a no-KD baseline;
+# 4. analyse with confidence intervals and rank correlations.
+#
+# The notebooks share nothing but the *study folder*: every trained model is a run in `runs/` whose id
+# is a hash of its full configuration, so re-running skips what is done and resumes what was cut off.
+
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) say why calibration is fitted on a validation split and
+# never on test; (2) read a ResNet ladder's parameter counts; (3) find a run's training log (`log.txt` in the
+# study folder) and explain why re-running skips finished runs (run ids hash the full configuration).
+
+# %% tags=["parameters"]
+# Parameters (papermill injects values below this cell; literals only)
+profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
+overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
+study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
+executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+
+# %%
+import kdcal
+from kdcal import config, study, plots, analysis, tables, logfile
+
+cfg = config.resolve(profile, {**overrides, "executor": executor})
+figures = study.Study(study_dir).figures
+plots.style()
+log = logfile.StudyLog(study_dir, "01_train_teachers")  # per-epoch lines go to log.txt, not the page
+print(f"profile {profile!r} -> study folder {tables.display_path(study_dir)}")
+print(f"dataset {cfg.dataset}, teachers {cfg.teachers}, student {cfg.student}, seeds {cfg.seeds}")
+print(f"teacher recipe: {cfg.teacher_epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} ({cfg.schedule}), "
+      f"weight decay {cfg.weight_decay}, augmentation {cfg.augment}")
+
+# %% [markdown]
+# ## The data and its three splits
+#
+# The training set is split, with a fixed seed, into a **training** part (teachers and students learn from
+# it) and a **validation** part that is never trained on: it is where calibration is fitted. The **test** set
+# is only used to report numbers. Fitting the temperature on test data would make every calibrated
+# number optimistic.
+
+# %%
+splits = study.load_splits(cfg)
+print(f"train {len(splits.train_y)}, validation {len(splits.val_y)}, test {len(splits.test_y)} images "
+      f"of {splits.in_channels}x{splits.image_size}x{splits.image_size}, {splits.num_classes} classes")
+plots.image_grid(splits.train_x[:16], [splits.classes[int(i)] for i in splits.train_y[:16]]);
+
+# %% [markdown]
+# ## The teacher ladder
+#
+# CIFAR-style ResNets (He et al. 2016): three stages of residual blocks with 16, 32 and 64 channels.
+# Depth `6n+2` sets the size; the `xK` variants multiply every width by K. Parameter counts below are for
+# this dataset's input channels and classes.
+
+# %%
+ladder = study.architecture_table(cfg, splits)
+tables.show(ladder)
+
+# %% [markdown]
+# ## Training
+#
+# Every teacher is trained with SGD and cross-entropy. Data live in memory as `uint8` tensors on the
+# training device and batches are cut from them directly; a progress bar shows each model, and one line
+# per epoch is printed for logs. When a teacher is done, its checkpoint, its logits on the training,
+# validation and test images, and its test metrics are written to its run folder.
+
+# %%
+teachers = study.train_teachers(cfg, study_dir, log=log)
+print(log)
+tables.show(teachers, columns=["arch", "seed", "params", "acc", "ece", "nll", "val_acc", "train_seconds"])
+
+# %% [markdown]
+# ## Did the teachers fit their training data?
+#
+# Over-confidence grows when a network drives its training loss to zero: the curves show training loss
+# and accuracy per epoch (mean and 95% interval over seeds).
+
+# %%
+fig = plots.training_curves(study.training_curves(cfg, study_dir))
+plots.save(fig, figures, "teacher_training_curves");
+
+# %% [markdown]
+# ## Teachers calibrated by training
+#
+# Calibration can also come from how a teacher is trained: **label smoothing** (the targets put
+# `label_smoothing` of their mass on the other classes), **mixup** (training on convex mixtures of image
+# pairs and of their labels) and **early stopping** (the same run stopped at `early_stop_epochs`, before it
+# fits its training set; earlier work found such intermediate teachers teach better). Which variants are
+# trained is the `teacher_variants` parameter; they become extra teacher rows in `results.csv`, compared in
+# notebook 2.
+
+# %%
+if cfg.teacher_variants:
+    variants = study.train_teacher_variants(cfg, study_dir, log=log)
+    tables.show(variants[variants["variant"] != "standard"])
+else:
+    print("No teacher variants in this profile: set teacher_variants, e.g. --set teacher_variants=label_smoothing,mixup")
+
+# %% [markdown]
+# ## Try this
+#
+# 1. Set `overrides = {"teacher_epochs": 8}` in the parameters cell and run all. *Expected:* new run ids
+#    (the config changed), so everything retrains; the larger teacher's final training loss falls further
+#    below the smaller one's.
+# 2. Run the training cell a second time. *Expected:* it returns in seconds; `log.txt` gains lines
+#    `[...] done, skipped`, one per run.
+# 3. Add `"resnet20"` to the teachers (`overrides = {"teachers": ["resnet8", "resnet14", "resnet20"]}`).
+#    *Expected:* only the resnet20 runs train; the two others are skipped.
+#
+# <details><summary>Answers</summary>
+#
+# 1. Run ids hash the full configuration, so any recipe change makes new runs. Deeper nets fit 1,500 images
+#    faster, so their training loss ends lower: the first sign of over-confidence to come.
+# 2. A finished run has a `done` marker; only missing or interrupted runs train (interrupted ones resume).
+# 3. Same reason: resnet8's and resnet14's configs did not change.
+# </details>

@@ -1,0 +1,145 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Measure and calibrate the teachers
+#
+# A classifier is **calibrated** when, among the inputs it predicts with confidence 0.8, 80% are right.
+# The **expected calibration error** (ECE) measures the gap: sort test predictions into 15 equal-width bins
+# of top-1 confidence, and average |accuracy - confidence| over bins, weighted by their size.
+# The **negative log-likelihood** (NLL) is the loss the model was trained on; over-confident wrong answers
+# make it large.
+#
+# **Temperature scaling** (Guo et al. 2017) divides a model's logits by one number T before the softmax.
+# T > 1 softens the probabilities, T < 1 sharpens them; the predicted class (and the accuracy) never
+# changes. T is fitted by minimising NLL on the **validation** split, then applied to the test logits.
+
+# %% [markdown]
+# **Learning goals.** After this notebook you can (1) compute and read ECE, NLL and a reliability diagram;
+# (2) explain why temperature scaling never changes accuracy; (3) tell an over-confident teacher (fitted T > 1)
+# from an under-confident one (T < 1).
+
+# %% tags=["parameters"]
+# Parameters (papermill injects values below this cell; literals only)
+profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
+overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
+study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
+executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+
+# %%
+import kdcal
+from kdcal import config, study, plots, analysis, tables, logfile
+
+cfg = config.resolve(profile, {**overrides, "executor": executor})
+figures = study.Study(study_dir).figures
+plots.style()
+log = logfile.StudyLog(study_dir, "02_calibrate_teachers")
+
+# %%
+table = study.calibrate_teachers(cfg, study_dir, log=log)
+tables.show(table, sizes=tables.teacher_sizes(study.results_table(cfg, study_dir)),
+            columns=["arch", "seed", "temperature", "acc_before", "ece_before", "ece_after",
+                     "nll_before", "nll_after"])
+
+# %% [markdown]
+# ## Calibration against teacher size
+#
+# Left to right: test ECE, test NLL and accuracy of each teacher, before and after temperature scaling,
+# against its parameter count. Below: the fitted temperatures. A T above 1 means the raw teacher was
+# over-confident.
+
+# %%
+teachers = study.results_table(cfg, study_dir).query("role == 'teacher' and mode == 'teacher'")
+plots.save(plots.teacher_calibration_vs_size(teachers), figures, "teacher_calibration_vs_size")
+plots.save(plots.temperature_vs_size(teachers), figures, "teacher_temperature_vs_size");
+
+# %% [markdown]
+# ## Reliability diagrams
+#
+# Each diagram (drawn by `netcal`) shows, per confidence bin, the accuracy of the predictions that fall into
+# it (blue) against the diagonal of perfect calibration; red is the gap. Above each, the histogram of
+# confidences. Shown for the first seed of every teacher, raw (left) and temperature-scaled (right).
+
+# %%
+panels = study.reliability_panels(cfg, study_dir, seed=cfg.seeds[0])
+plots.save(plots.reliability_grid(panels, cfg.ece_bins), figures, "teacher_reliability");
+
+# %% [markdown]
+# ## Beyond temperature scaling
+#
+# ECE is one summary among several, and temperature scaling one calibrator among several. Other metrics:
+#
+# - **ACE** (adaptive ECE): the same gap, but with equal-*mass* bins (each holds the same number of predictions),
+#   so sparsely populated confidence ranges are not over- or under-weighted.
+# - **MCE**: the largest gap of any bin, the worst case rather than the average.
+# - **Classwise ECE**: ECE of every class's one-vs-rest probability, averaged over classes; it looks at the whole
+#   distribution, not only the top-1 confidence, which matters for distillation because the student learns from
+#   every class's probability.
+# - **Brier score**: mean squared distance between the predicted distribution and the one-hot label.
+#
+# Other calibrators, all fitted on the validation split: **vector scaling** (one scale and bias per class) and
+# **matrix scaling** (a full linear map of the logits, regularised off the diagonal) generalise temperature scaling;
+# **histogram binning**, **isotonic regression** and **beta calibration** (via netcal) remap probabilities
+# instead of logits. Which ones run is the `calibrators` parameter.
+#
+# **As distillation targets.** A scaling calibrator yields new logits, which KD softens at $\tau$ as usual. A
+# binning calibrator yields only a distribution $p$; kdcal hands it over as logits $\log p$ (floored at
+# $10^{-12}$), so the teacher's target at temperature $\tau$ is $p^{1/\tau}$ renormalised: the same
+# softening that $\tau$ applies to ordinary logits.
+
+# %%
+methods = study.compare_calibrators(cfg, study_dir, log=log)
+tables.show(analysis.method_summary(methods))
+plots.save(plots.calibrator_comparison(methods), figures, "calibrators_by_teacher");
+
+# %% [markdown]
+# Reliability diagrams of the largest teacher (first seed) under each calibrator:
+
+# %%
+panels = study.calibrator_panels(cfg, study_dir, cfg.teachers[-1], cfg.seeds[0])
+plots.save(plots.reliability_grid(panels, cfg.ece_bins, columns=3), figures, "calibrators_reliability");
+
+# %% [markdown]
+# ## Calibration by training
+#
+# The teachers trained with label smoothing, mixup or early stopping (notebook 1), beside the standard ones,
+# before and after their own temperature scaling.
+
+# %%
+variants = study.variant_table(cfg, study_dir)
+if variants["variant"].nunique() > 1:
+    tables.show(variants.groupby(["params", "arch", "variant"])[["acc", "ece", "ece_cal", "nll", "nll_cal", "temperature"]]
+            .mean().reset_index())
+    plots.save(plots.teacher_variants(variants), figures, "teacher_variants")
+else:
+    print("No teacher variants in this profile (teacher_variants is empty).")
+
+# %% [markdown]
+# ## Try this
+#
+# 1. Compare the reliability diagrams of the smallest and largest teacher. *Expected:* the larger teacher's
+#    bars sit further below the diagonal (confidence above accuracy), and its fitted T is larger.
+# 2. Check that `acc_before` equals the accuracy after scaling for every teacher (`table["acc_before"]`
+#    against the test accuracy in `results_table`). *Expected:* identical: dividing logits by T > 0 keeps
+#    their order.
+# 3. Run with `overrides = {"teacher_epochs": 1}`. *Expected:* under-trained teachers are less
+#    over-confident: T near or below 1, and the ECE gap between teachers shrinks.
+#
+# <details><summary>Answers</summary>
+#
+# 1. Bigger nets drive training loss towards zero, so their test confidences overshoot (Guo et al. 2017).
+# 2. softmax(z / T) has its largest entry where z does, for any T > 0.
+# 3. Over-confidence grows with fitting: early in training confidences are still low.
+# </details>
