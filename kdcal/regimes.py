@@ -100,6 +100,9 @@ def regime_effects(table: pd.DataFrame, mode: str, margin: float = MARGINS.acc) 
     """
     from .inference import permutation_floor
 
+    if "order" not in table:  # regimes_results.csv as saved: cells in their order of appearance
+        table = table.assign(order=table["cell"].map({c: i for i, c in
+                                                      enumerate(table["cell"].unique())}))
     rows = []
     for (order, factor, level, cell), g in table.groupby(["order", "factor", "level", "cell"],
                                                          sort=True):
