@@ -21,6 +21,10 @@ def test_smoke_run_writes_notebooks_results_and_figures(smoke_study):
     assert teachers[["acc", "ece", "nll", "temperature", "ece_cal", "nll_cal", "ace", "mce",
                      "classwise_ece", "brier"]].notna().all().all()
     assert (teachers["temperature"] > 0).all()
+    # the teachers' fit and calibration on the images the students learn from (issue 12, 14)
+    assert teachers[["train_acc", "train_ece", "train_ece_cal", "train_nll",
+                     "train_nll_cal"]].notna().all().all()
+    assert teachers["train_acc"].between(0, 1).all()
     assert sorted(students["mode"].unique()) == ["baseline", "cal-histogram", "compose", "replace",
                                                  "tau_sweep", "temp_sweep", "uncalibrated"]
     # seeds x (teachers x (4 modes + 1 tau control + 1 temperature-sweep point) + baseline)
