@@ -77,7 +77,9 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
         from .bundle import export_bundle
         from .report import build_report
 
-        log(f"== bundle for the interactive path: {export_bundle(cfg, study.root)}")
+        path = export_bundle(cfg, study.root)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+        log(f"== bundle for the interactive path: {path} ({size:.1f} MB)")
 
         report = build_report(study.root, notebooks,
                               f"Does a calibrated teacher teach better? kdcal study, profile {profile}")
