@@ -16,6 +16,9 @@ NOTEBOOK_DIR = PROJECT / "notebooks"
 NOTEBOOKS = ["01_train_teachers.ipynb", "02_calibrate_teachers.ipynb",
              "03_distill_students.ipynb", "04_analyze.ipynb"]
 REGIMES_NOTEBOOK = "05_regimes.ipynb"  # after 04, when the profile has a regimes grid
+# notebooks that fall back to a committed reference run when their study folder has no runs;
+# `kdcal run` switches that off: a batch run reads and writes its own folder only
+READS_REFERENCE = {"02_calibrate_teachers.ipynb", "04_analyze.ipynb", REGIMES_NOTEBOOK}
 
 
 class NotebookFailed(RuntimeError):
@@ -63,13 +66,20 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
                 pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
                                     parameters={"profile": profile, "overrides": params,
                                                 "study_dir": str(study.root),
-                                                "executor": cfg.executor},
+                                                "executor": cfg.executor,
+                                                **({"reference": ""} if name in READS_REFERENCE
+                                                   else {})},
                                     cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)
             except PapermillExecutionError as exc:
                 raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "
                                      f"{exc.evalue} (partly executed notebook kept at {target})") from None
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
+        from .bundle import export_bundle
         from .report import build_report
+
+        path = export_bundle(cfg, study.root)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+        log(f"== bundle for the interactive path: {path} ({size:.1f} MB)")
 
         report = build_report(study.root, notebooks,
                               f"Does a calibrated teacher teach better? kdcal study, profile {profile}")

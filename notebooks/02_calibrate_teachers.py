@@ -30,6 +30,10 @@
 # **Learning goals.** After this notebook you can (1) compute and read ECE, NLL and a reliability diagram;
 # (2) explain why temperature scaling never changes accuracy; (3) tell an over-confident teacher (fitted T > 1)
 # from an under-confident one (T < 1).
+#
+# **Run alone.** With no teachers of its profile in `study_dir` (notebook 01 not run), this notebook copies the
+# committed bundle of the reference run (`reference`: teacher logits and calibrations, no checkpoints) into
+# `study_dir` and reads that run instead: seconds, no training, nothing written outside `study_dir`.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
@@ -37,12 +41,14 @@ profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, logfile
+from kdcal import config, study, plots, analysis, tables, logfile, bundle
 
 cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = bundle.open_study(cfg, study_dir, reference)  # no runs yet: the reference run's bundle, copied in
 figures = study.Study(study_dir).figures
 plots.style()
 log = logfile.StudyLog(study_dir, "02_calibrate_teachers")

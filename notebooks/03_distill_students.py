@@ -46,6 +46,9 @@
 # **Learning goals.** After this notebook you can (1) derive why the KD term is multiplied by $\tau^2$;
 # (2) say exactly what each mode (`uncalibrated`, `compose`, `replace`) changes in the loss; (3) explain why
 # students of one teacher and seed are trained *paired* (same initial weights, same batches).
+#
+# **Needs notebooks 1 and 2 of the same profile.** This notebook trains students, so it does not read the
+# committed reference run: run notebooks 1 and 2 first (with the `tutorial` profile, about a minute each).
 
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)

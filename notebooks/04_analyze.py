@@ -25,6 +25,10 @@
 # **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
 # 95% interval of a paired difference; (3) tell the four verdicts apart (supported, contradicted, equivalent,
 # underpowered) and say what a minimum detectable effect is.
+#
+# **Run alone.** With no runs of its profile in `study_dir`, this notebook reads the reference run
+# (`reference`): its bundle when it has one, else its `results.csv` alone. Seconds, nothing written outside
+# `study_dir`.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects values below this cell; literals only)
@@ -32,15 +36,17 @@ profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables
+from kdcal import config, study, plots, analysis, tables, bundle
 
 cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = bundle.open_study(cfg, study_dir, reference)  # no runs yet: the reference run (bundle or results.csv)
 figures = study.Study(study_dir).figures
 plots.style()
-results = study.write_results(cfg, study_dir)
+results = bundle.study_results(cfg, study_dir, reference)  # from the runs, else the reference's results.csv
 teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]  # variants: notebook 2
 students = results[results["role"] == "student"]
 sizes = tables.teacher_sizes(results)

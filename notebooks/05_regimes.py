@@ -53,13 +53,15 @@ profile = "tutorial"       # tutorial (one tau cell, minutes), regimes-quick, re
 overrides = {}             # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # the same scratch folder as notebooks 01-04 (gitignored)
 executor = "local"         # local | ray: where the trainings run (README: On a cluster)
+reference = "../outputs/regimes-quick"  # its regimes_results.csv, when study_dir holds no runs ('' = never)
 
 # %%
 import kdcal
-from kdcal import config, regimes, plots, study, tables, logfile
+from kdcal import config, regimes, plots, study, tables, logfile, bundle
 from IPython.display import display, Markdown
 
 cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = bundle.open_study(cfg, study_dir, reference, seed=False)  # no runs yet: the reference's grid and table
 figures = study.Study(study_dir).figures
 plots.style()
 log = logfile.StudyLog(study_dir, "05_regimes")
@@ -73,12 +75,13 @@ display(Markdown("\n".join(f"- `{regimes.cell_label(f, l)}`: teachers {', '.join
 # ## Train, calibrate and distill every cell
 #
 # Runs already in the study folder (the base cell from notebooks 1-3, teachers shared between cells)
-# are skipped; an interrupted run resumes from its last epoch.
+# are skipped; an interrupted run resumes from its last epoch. With no runs of its profile in `study_dir`
+# (notebooks 1-3 not run), nothing trains: the committed `regimes_results.csv` of `reference` is read, and
+# the map below is that run's.
 
 # %%
-table = regimes.run_regimes(cfg, study_dir, log=log)
+table = bundle.regime_results(cfg, study_dir, reference, log=log)  # also writes regimes_results.csv
 print(log)
-study.save_table(table.drop(columns=["order"]), study_dir, "regimes_results.csv")
 print(f"{(table['role'] == 'teacher').sum()} teacher rows and {(table['role'] == 'student').sum()} "
       f"student rows over {table['cell'].nunique()} cells")
 
