@@ -26,9 +26,15 @@ from kdcal.train import Member, Recipe, train_group
 
 from conftest import tiny_splits
 
+# The first optimizer built in a process imports torch._dynamo (seconds): pay it at import, once,
+# not inside each test (`make mutate` forks every mutant's test run from a collected process).
+torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
 
 # ---------------------------------------------------------------- a. paired student groups
+# tiny images and batches: the test needs the first steps only, not learning
 GROUP_CFG = {"teachers": ["resnet8"], "seeds": [0, 1], "student_epochs": 1, "amp": "off",
+             "synthetic_size": 8, "student_batch_size": 8, "threads": 1,
              "modes": ["uncalibrated", "compose", "replace"], "tau_grid": [2.0],
              "teacher_temperature_grid": [2.0], "teacher_variants": []}
 STEPS_SEEN = 2  # batches recorded per member before the training is stopped
@@ -133,11 +139,10 @@ def _students_with_seed_shift(gain: float, shift: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("value", ["acc"])
-def test_versus_baseline_pairs_each_student_with_its_own_seed(value):
+def test_versus_baseline_pairs_each_student_with_its_own_seed():
     """Broken on purpose: the mean baseline subtracted instead of the same seed's."""
     students = _students_with_seed_shift(gain=0.02, shift=0.05)
-    d = analysis.paired_differences(students, "uncalibrated", "baseline", value=value)
+    d = analysis.paired_differences(students, "uncalibrated", "baseline", value="acc")
     assert {"comparison", "teacher", "mean", "ci_low", "ci_high", "n"} <= set(d.columns)
     d = d.set_index("teacher")
     assert set(d.index) == {"a", "b", "all"}
@@ -259,7 +264,7 @@ def _ce(s, y, t=None):
     return F.cross_entropy(s, y)
 
 
-ZG_RECIPE = dict(batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4)
+ZG_RECIPE = dict(batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
 def _trained(splits, engine, steps_recipe: Recipe, init):
@@ -290,7 +295,7 @@ def _reference_sgd(model, splits, engine, recipe: Recipe, seed: int) -> torch.nn
 
 def test_one_epoch_equals_hand_written_sgd(cpu_engine):
     """Broken on purpose: ``zero_grad`` removed from the loop (gradients accumulate)."""
-    splits = tiny_splits(n_train=192)  # three batches of 64
+    splits = tiny_splits(n_train=48, val_size=16, size=8)  # three batches of 16
     torch.manual_seed(0)
     from kdcal.models import build_model
     init = build_model("resnet8", in_channels=1, num_classes=10)
@@ -305,7 +310,7 @@ def test_one_epoch_equals_hand_written_sgd(cpu_engine):
 
 
 def test_training_without_zero_grad_gives_other_weights(cpu_engine, monkeypatch):
-    splits = tiny_splits(n_train=192)
+    splits = tiny_splits(n_train=48, val_size=16, size=8)
     torch.manual_seed(0)
     from kdcal.models import build_model
     init = build_model("resnet8", in_channels=1, num_classes=10)
