@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import libcst as cst
@@ -72,7 +71,12 @@ def prepare(keep_results: bool) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     (WORK / "mutants" / "scripts").mkdir(parents=True, exist_ok=True)  # mutmut copies into it
-    configured = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    try:
+        import tomllib  # Python 3.11+; older ones skip this consistency check
+    except ModuleNotFoundError:
+        tomllib = None
+    configured = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"] \
+        if tomllib else {"only_mutate": list(SCOPE)}
     missing = set(SCOPE) ^ set(configured["only_mutate"])
     if missing:
         sys.exit(f"scripts/mutate.py SCOPE and pyproject's only_mutate differ on {sorted(missing)}")
