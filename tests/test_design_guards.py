@@ -34,7 +34,7 @@ torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 # ---------------------------------------------------------------- a. paired student groups
 # tiny images and batches: the test needs the first steps only, not learning
 GROUP_CFG = {"teachers": ["resnet8"], "seeds": [0, 1], "student_epochs": 1, "amp": "off",
-             "synthetic_size": 8, "student_batch_size": 8, "threads": 1,
+             "synthetic_size": 8, "student_batch_size": 8, "threads": 1, "synthetic_classes": 4,
              "modes": ["uncalibrated", "compose", "replace"], "tau_grid": [2.0],
              "teacher_temperature_grid": [2.0], "teacher_variants": []}
 STEPS_SEEN = 2  # batches recorded per member before the training is stopped
@@ -65,6 +65,7 @@ def _record_group(monkeypatch, cfg, st: Study, todo: list[dict]) -> dict:
     def recording(members, splits, recipe, seed, engine, *args, **kw):
         seen["seed"] = seed
         seen["init"] = {n: copy.deepcopy(m.model.state_dict()) for n, m in members.items()}
+        seen["losses"] = {n: m.loss for n, m in members.items()}
         seen["batches"] = batches = {n: [] for n in members}
 
         def hook(name):
@@ -111,9 +112,19 @@ def test_students_of_a_group_start_from_one_init_and_see_one_batch_order(tmp_pat
     first = next(iter(batches.values()))
     assert not torch.equal(first[0], first[1])  # two different batches, not one repeated
 
+    # each member's loss is its planned (tau, teacher temperature) at the config's alpha
+    from kdcal.distill import kd_loss
+    g = torch.Generator().manual_seed(0)
+    s, t, y = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), torch.arange(6) % 4
+    for p in kd_group:
+        c = p["config"]
+        expected = kd_loss(s, t, y, c["kd_tau"], cfg.alpha, c["teacher_temperature"])
+        assert torch.allclose(seen["losses"][p["key"]](s, y, t), expected), p["key"]
+
     # the baseline of the same seed starts from those weights too; another seed does not
     base = _record_group(monkeypatch, cfg, st, groups["baseline-s0"])
     assert base["seed"] == 0
+    assert torch.allclose(next(iter(base["losses"].values()))(s, y, None), F.cross_entropy(s, y))
     _assert_all_equal({"kd": next(iter(seen["init"].values())),
                        "baseline": next(iter(base["init"].values()))}, "baseline vs KD init")
     assert torch.equal(next(iter(base["batches"].values()))[0], first[0])
