@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 SET    ?=
 
-.PHONY: study test install data lab smoke bench clean
+.PHONY: study test install data lab smoke bench clean mutate
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: install
 
 smoke: install
 	$(VENV)/bin/kdcal run --profile smoke --out outputs/smoke
+
+# Mutation testing of the study's core against its fast tests (mutmut; not part of CI): prints
+# the score and the surviving mutants. Scope and settings: scripts/mutate.py, [tool.mutmut].
+mutate: install
+	$(PY) -m pip install -q -e ".[mutate]"
+	$(PY) scripts/mutate.py
 
 bench: install
 	$(PY) -m kdcal.bench

@@ -299,3 +299,11 @@ def test_non_convergence_raises(name, data):
 
 def test_calibration_error_is_value_error():
     assert issubclass(CalibrationError, ValueError)
+
+
+def test_repr_names_the_method_its_parameters_and_whether_it_is_fitted():
+    z, y = overconfident(500)
+    cal = make_calibrator("histogram", bins=7)
+    assert repr(cal) == "HistogramCalibrator(bins=7) [not fitted]"
+    assert repr(cal.fit(z, y)) == "HistogramCalibrator(bins=7)"
+    assert repr(make_calibrator("vector")) == "VectorScaling(reg=0.0001, max_iter=500) [not fitted]"

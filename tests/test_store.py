@@ -206,3 +206,30 @@ def test_lock_of_other_host_not_taken_over(tmp_path):
         with study.lock():
             pass
     assert lock.exists()
+
+
+# ---------------------------------------------------------------- what mutation testing asked for
+def test_csv_has_no_index_and_six_significant_digits(tmp_path):
+    import pandas as pd
+
+    store.write_csv(pd.DataFrame({"a": [1 / 3, 1e-7], "b": ["x", "y"]}), tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "a,b\n0.333333,x\n1e-07,y\n"
+
+
+def test_torch_save_creates_missing_folders(tmp_path):
+    path = tmp_path / "runs" / "r1" / "deep" / "model.pt"
+    store.atomic_torch_save({"w": torch.ones(2)}, path)
+    assert safe_torch_load(path)["w"].tolist() == [1.0, 1.0]
+
+
+def test_corrupt_checkpoint_error_names_the_error_type_and_its_first_line(tmp_path):
+    path = tmp_path / "train.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # what torch itself says, to compare with
+        first = str(exc).splitlines()[0]
+        kind = type(exc).__name__
+    with pytest.raises(StoreError) as err:
+        safe_torch_load(path)
+    assert f"corrupt checkpoint {path}: {kind}: {first}  (delete it to retrain)" == str(err.value)
