@@ -181,7 +181,9 @@ def _note(row: dict) -> str:
 
 
 def _count(n) -> str:
-    return "?" if not np.isfinite(n) else str(int(n)) if n < 1000 else ">1000"
+    if pd.isna(n):
+        return "?"
+    return str(int(n)) if n < 1000 else "more than 1000"
 
 
 def _claim(claim: str, statistic: str, effect: dict) -> dict:
