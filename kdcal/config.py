@@ -140,7 +140,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", synthetic_train=600, synthetic_test=300, val_size=200,
                   teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
                   teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
-                  eval_batch_size=500,
+                  eval_batch_size=500, workers=2,  # the end-to-end tests run the parallel path
                   tau_grid=[2.0], teacher_temperature_grid=[2.0],
                   modes=["uncalibrated", "compose", "replace", "cal-histogram"],
                   teacher_variants=["label_smoothing", "mixup", "early_stop"]),
