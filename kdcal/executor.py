@@ -5,7 +5,8 @@ names its training function by reference (a module-level function) and carries i
 this module needs nothing of the study's. With ``executor="local"`` and ``workers`` 0 or 1 they
 run here, in order, as the stages always did. With ``workers=N > 1`` they run side by side in N
 spawned processes that write straight into the study folder (every write is atomic, and two tasks
-never share a run). The Ray executor sends each one, with the study files it reads, to a worker
+never share a run); a script that runs them needs the ``if __name__ == "__main__"`` guard of
+``spawn``. The Ray executor sends each one, with the study files it reads, to a worker
 that trains into a private temporary study folder and returns the files of its runs; this process
 (the driver) writes them into the real study folder, ``metrics.json`` last, and skips runs already
 done. So no shared filesystem is needed, a retried or duplicated task never doubles or corrupts a

@@ -107,7 +107,7 @@ def test_local_executor_skips_done_runs_and_runs_the_rest_in_order(tmp_path):
     st, lines = Study(tmp_path), []
     _fake_run(None, st, "r0", 0.0, log=lambda *_: None)
     tasks = [Task(_fake_run, (rid, float(i)), [rid]) for i, rid in enumerate(["r0", "r1", "r2"])]
-    run_tasks(config.resolve("smoke"), st, tasks, "fake", log=lines.append)
+    run_tasks(config.resolve("smoke", {"workers": 0}), st, tasks, "fake", log=lines.append)
     assert lines == ["[r0] done, skipped", "[r1] trained", "[r2] trained"]
 
 
