@@ -99,7 +99,7 @@ def _locking_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
 
 
 def _sleeping_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
-    (st.root / f"{rid}.started").write_text(str(os.getpid()))
+    executor.atomic_write_bytes(str(os.getpid()).encode(), st.root / f"{rid}.started")  # whole
     time.sleep(value)
 
 
@@ -179,7 +179,7 @@ def test_stopping_the_driver_leaves_no_worker_behind(tmp_path, how):
     workers = [psutil.Process(int(p.read_text())) for p in tmp_path.glob("*.started")]
     if how == "ctrl-c":
         driver.send_signal(signal.SIGINT)
-        assert driver.wait(timeout=60) != 0
+        assert driver.wait(timeout=120) != 0
         assert "KeyboardInterrupt" in driver.stderr.read()
     else:
         driver.kill()
