@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 SET    ?=
 
-.PHONY: study test install data lab smoke bench clean mutate
+.PHONY: study test test-fast install data lab smoke bench clean mutate
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ data:
 study: install data
 	$(VENV)/bin/kdcal run --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 
+# everything, the end-to-end runs included (CI runs this)
 test: install
 	$(PY) -m pytest -q
+
+# for iteration: the unit tests, without the runs marked slow (papermill, Ray, kills)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 smoke: install
 	$(VENV)/bin/kdcal run --profile smoke --out outputs/smoke

@@ -107,13 +107,16 @@ class StudyConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
-    threads: int = 0  # 0 = torch's default
+    threads: int = 0  # CPU threads per training; 0 = 1 with workers > 1, else torch's default
     eval_batch_size: int = 1000  # prediction only; on 2 CPU cores 1000 runs about 2x faster than 256
     # where the trainings run (never part of run ids): local = in this process; ray = one Ray
     # task per training, on the cluster at ray_address ("" = start or join a local one, "auto",
     # HOST:PORT or ray://HOST:PORT)
     executor: str = "local"
     ray_address: str = ""
+    # local executor: 0 or 1 = the trainings run one by one in this process; N > 1 = N worker
+    # processes, each training with `threads` threads (1 when 0). Never part of run ids.
+    workers: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,7 +143,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", synthetic_train=600, synthetic_test=300, val_size=200,
                   teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
                   teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
-                  eval_batch_size=500,
+                  eval_batch_size=500, workers=2,  # the end-to-end tests run the parallel path
                   tau_grid=[2.0], teacher_temperature_grid=[2.0],
                   modes=["uncalibrated", "compose", "replace", "cal-histogram"],
                   teacher_variants=["label_smoothing", "mixup", "early_stop"]),
@@ -151,7 +154,8 @@ PROFILES: dict[str, dict] = {
                   student_epochs=8, student_batch_size=128, student_lr=0.1,
                   # the controls and the sweep, at their smallest: one more tau and one more
                   # teacher temperature, seed 0 only (the paper profiles run 4-point grids on all)
-                  tau_grid=[2.0], teacher_temperature_grid=[2.0], control_seeds=[0]),
+                  tau_grid=[2.0], teacher_temperature_grid=[2.0], control_seeds=[0],
+                  workers=2),  # two 1-thread trainings side by side beat one 2-thread one
     "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
                          teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
                                    "resnet56", "resnet110"], calibrators=list(_ALL_CALIBRATORS),
@@ -166,10 +170,11 @@ _QUICK_LADDER = dict(teachers=["resnet8", "resnet14", "resnet20"], student="resn
                      modes=["uncalibrated", "compose"])
 PROFILES.update({
     # Notebook 05 on a 2-core CPU (about 45 min): the quick recipe, three teachers, two seeds.
-    # eval_batch_size 256: the value of the committed run (it changes logits in the last bits).
+    # eval_batch_size 256 and workers 0 (torch's threads): the values of the committed run (they
+    # change numbers in the last bits).
     "regimes-quick": dict(PROFILES["quick"], **_QUICK_LADDER, seeds=[0, 1], test_size=5000,
                           tau_grid=[], teacher_temperature_grid=[], control_seeds=[],
-                          eval_batch_size=256,
+                          eval_batch_size=256, workers=0,  # 0: the committed run's threads
                           regimes={"tau": [1.0, 2.0, 8.0], "label_noise": [0.2, 0.4],
                                    "train_size": [1000, 6000], "transfer_size": [3000],
                                    "teachers": [["resnet8", "resnet8x2", "resnet8x4"]],
@@ -264,6 +269,13 @@ def resolve(profile: str = "quick", overrides: dict | None = None) -> StudyConfi
     return cfg
 
 
+def training_threads(cfg: StudyConfig) -> int:
+    """The CPU threads of every training, 0 = torch's default. A part of the config, not of
+    the machine's load: the thread count changes floating-point results, so a study's numbers
+    are the same whatever runs it, as long as this is."""
+    return cfg.threads or (1 if cfg.workers > 1 else 0)
+
+
 def _choice(name, value, valid):
     if value not in valid:
         raise ConfigError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
@@ -330,7 +342,8 @@ def validate(cfg: StudyConfig) -> None:
                  "val_size", "synthetic_size", "synthetic_train", "synthetic_test",
                  "synthetic_channels", "synthetic_classes"):
         _range(name, getattr(cfg, name), 1)
-    for name in ("train_size", "test_size", "split_seed", "threads", "student_batch_size"):
+    for name in ("train_size", "test_size", "split_seed", "threads", "student_batch_size",
+                 "workers"):
         _range(name, getattr(cfg, name), 0)
     for name in ("lr", "student_lr", "tau"):
         _range(name, getattr(cfg, name), 0, lo_open=True)

@@ -1,24 +1,37 @@
-"""Where the study's trainings run: in this process (``local``) or as Ray tasks (``ray``).
+"""Where the study's trainings run: in this process, in local worker processes, or as Ray tasks.
 
-A stage hands over its independent trainings as :class:`Task` s, each producing some runs. The
-local executor calls them here, in order, as the stages always did. The Ray executor sends each
-one, with the study files it reads, to a worker that trains into a private temporary study
-folder and returns the files of its runs; this process (the driver) writes them into the real
-study folder, ``metrics.json`` last, and skips runs already done. So no shared filesystem is
-needed, a retried or duplicated task never doubles or corrupts a result (run ids are the unit),
-and a worker lost mid-task costs only that task, which Ray runs again.
+A stage hands over its independent trainings as :class:`Task` s, each producing some runs; a task
+names its training function by reference (a module-level function) and carries its arguments, so
+this module needs nothing of the study's. With ``executor="local"`` and ``workers`` 0 or 1 they
+run here, in order, as the stages always did. With ``workers=N > 1`` they run side by side in N
+spawned processes that write straight into the study folder (every write is atomic, and two tasks
+never share a run); a script that runs them needs the ``if __name__ == "__main__"`` guard of
+``spawn``. The Ray executor sends each one, with the study files it reads, to a worker
+that trains into a private temporary study folder and returns the files of its runs; this process
+(the driver) writes them into the real study folder, ``metrics.json`` last, and skips runs already
+done. So no shared filesystem is needed, a retried or duplicated task never doubles or corrupts a
+result (run ids are the unit), and a worker lost mid-task costs only that task, which Ray runs again.
+
+Every task trains with the driver's device and bf16 setting and the config's thread count (see
+``config.training_threads``), so the numbers do not depend on the executor nor on the number of
+workers. A task that raises is reported in one line naming it, after the others finished.
 
 Ray is imported only on the Ray path: the local one works without it installed.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
+import threading
+import time
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import RAY_MISSING, ConfigError, StudyConfig
+from .config import RAY_MISSING, ConfigError, StudyConfig, training_threads
 from .store import Study, atomic_write_bytes
 
 MAX_RETRIES = 3  # attempts after a worker or node is lost mid-task
@@ -31,6 +44,9 @@ class ExecutorError(RuntimeError):
 @dataclass
 class Task:
     """One independent training: ``fn(cfg, study, *args, log=...)`` makes the runs ``runs``.
+
+    ``fn`` is a module-level function (workers import it by name) that does its own set-up from
+    ``cfg`` (engine, threads, data); ``args`` are plain data.
 
     ``inputs`` are study-relative files it reads (shipped to a worker); ``checkpoints`` are
     study-relative resume files: shipped when present, and removed here when the task removed
@@ -55,7 +71,9 @@ def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=
             todo.append(task)
     if cfg.executor == "ray":
         _run_on_ray(cfg, study, todo, desc, log)
-    else:
+    elif cfg.workers > 1 and len(todo) > 1:
+        _run_in_workers(cfg, study, todo, desc, log)
+    else:  # one by one here: the thread count is training_threads(cfg), as in the workers
         for task in todo:
             task.fn(cfg, study, *task.args, log=log)
 
@@ -128,17 +146,21 @@ def task_config(cfg: StudyConfig) -> StudyConfig:
     """The config a worker trains with: device, bf16 and threads fixed here on the driver.
 
     Run ids record the driver's engine (``amp``), so a worker must not choose its own; and the
-    CPU thread count changes floating-point results, so every task uses the driver's (torch's
-    default here when ``threads`` is 0), which makes the table equal to the local executor's.
+    CPU thread count changes floating-point results, so every task uses the config's
+    (``training_threads``; the driver's, torch's default, when that is 0), which makes the table
+    equal to the in-process executor's.
     """
     import torch
 
-    from .study import engine_for
+    from .train import make_engine
 
-    engine = engine_for(cfg)
+    threads = training_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
+    engine = make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile)
     return dataclasses.replace(cfg, device=engine.device.type,
                                amp="bf16" if engine.amp_dtype is torch.bfloat16 else "off",
-                               threads=cfg.threads or torch.get_num_threads())
+                               threads=threads or torch.get_num_threads())
 
 
 def task_resources(cfg: StudyConfig) -> dict:
@@ -146,6 +168,110 @@ def task_resources(cfg: StudyConfig) -> dict:
     if cfg.device == "cuda":
         return {"num_gpus": 1, "num_cpus": 1}
     return {"num_cpus": cfg.threads}
+
+
+# ---------------------------------------------------------------- local worker processes
+def execute_in_place(cfg: StudyConfig, fn: Callable, args: tuple, root: str) -> dict:
+    """Run one task in a worker process, writing straight into the study folder at ``root``;
+    return its log lines and, when it raised, the error in one line (the traceback is logged)."""
+    lines: list[str] = []
+    try:
+        fn(cfg, Study(root), *args, log=lines.append)
+    except Exception as exc:
+        lines += traceback.format_exc().rstrip().splitlines()
+        first = str(exc).strip().splitlines()
+        return {"log": lines, "error": f"{type(exc).__name__}: {first[0] if first else ''}"}
+    return {"log": lines, "error": None}
+
+
+def _worker_init(lock_owner: str, driver: int) -> None:
+    """A worker works for the driver's lock, leaves Ctrl-C to the driver (which stops it), and
+    exits when the driver is gone (killed): no orphan keeps training."""
+    import signal
+
+    if lock_owner:
+        os.environ["KDCAL_LOCK_OWNER"] = lock_owner
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _stop_workers(pool) -> None:
+    """Cancel what has not started and terminate the workers now (a Ctrl-C or an error here)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _run_in_workers(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log) -> None:
+    """Run the tasks in ``cfg.workers`` spawned processes; log each one's lines as it finishes,
+    then raise one line for the failures, after every other task has finished."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    wcfg = task_config(cfg)
+    lock = study.root / ".lock"
+    owner = os.environ.get("KDCAL_LOCK_OWNER") or (lock.read_text().strip() if lock.exists() else "")
+    pool = ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(owner, os.getpid()))
+    failures, total, done = [], len(tasks), 0
+    bar = tqdm(total=total, desc=desc, unit="task")
+    try:
+        with _environment(TQDM_DISABLE="1"):  # no progress bars from the workers' trainings
+            pending = {pool.submit(execute_in_place, wcfg, t.fn, t.args, str(study.root)): t
+                       for t in tasks}
+        for future in as_completed(pending):
+            task, done = pending[future], done + 1
+            label = task.label or task.runs[0]
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died (killed, out of memory): no result
+                first = str(exc).strip().splitlines()
+                result = {"log": [], "error": f"{type(exc).__name__}: {first[0] if first else ''}"}
+            for line in result["log"]:
+                log(line)
+            if result["error"]:
+                failures.append(f"{label}: {result['error']}")
+                log(f"[{desc}] FAILED {failures[-1]}")
+            bar.update(1)
+            log(f"[{desc}] {done}/{total} tasks done ({label})")
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
+    if failures:
+        raise ExecutorError(f"{len(failures)} of {total} {desc} tasks failed in local workers; "
+                            f"first: {failures[0]}")
+
+
+@contextmanager
+def _environment(**values: str):
+    """Set environment variables for the processes started inside, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 # ---------------------------------------------------------------- Ray

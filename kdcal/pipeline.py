@@ -66,7 +66,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
                 pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
                                     parameters={"profile": profile, "overrides": params,
                                                 "study_dir": str(study.root),
-                                                "executor": cfg.executor,
+                                                "executor": cfg.executor, "workers": cfg.workers,
                                                 **({"reference": ""} if name in READS_REFERENCE
                                                    else {})},
                                     cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)

@@ -14,7 +14,7 @@ import torch
 
 from . import metrics
 from .calibration import fit_temperature
-from .config import StudyConfig
+from .config import StudyConfig, training_threads
 from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
 from .distill import make_kd_loss, make_loss, mode_temperatures
 from .executor import Task, run_tasks
@@ -90,8 +90,8 @@ def load_splits(cfg: StudyConfig, engine: Engine | None = None) -> Splits:
 
 
 def engine_for(cfg: StudyConfig) -> Engine:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if training_threads(cfg):
+        torch.set_num_threads(training_threads(cfg))
     return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile)
 
 

@@ -44,12 +44,14 @@ profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 
 # %%
 import kdcal
 from kdcal import config, study, plots, analysis, tables, logfile
 
-cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = config.resolve(profile, {**overrides, "executor": executor,
+                               **({"workers": workers} if workers is not None else {})})
 figures = study.Study(study_dir).figures
 plots.style()
 log = logfile.StudyLog(study_dir, "01_train_teachers")  # per-epoch lines go to log.txt, not the page

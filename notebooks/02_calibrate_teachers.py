@@ -41,13 +41,15 @@ profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
 
 # %%
 import kdcal
 from kdcal import config, study, plots, analysis, tables, logfile, bundle
 
-cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = config.resolve(profile, {**overrides, "executor": executor,
+                               **({"workers": workers} if workers is not None else {})})
 cfg = bundle.open_study(cfg, study_dir, reference)  # no runs yet: the reference run's bundle, copied in
 figures = study.Study(study_dir).figures
 plots.style()

@@ -53,6 +53,7 @@ profile = "tutorial"       # tutorial (one tau cell, minutes), regimes-quick, re
 overrides = {}             # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # the same scratch folder as notebooks 01-04 (gitignored)
 executor = "local"         # local | ray: where the trainings run (README: On a cluster)
+workers = None             # local worker processes side by side; None = the profile's (quick: 2)
 reference = "../outputs/regimes-quick"  # its regimes_results.csv, when study_dir holds no runs ('' = never)
 
 # %%
@@ -60,7 +61,8 @@ import kdcal
 from kdcal import config, regimes, plots, study, tables, logfile, bundle
 from IPython.display import display, Markdown
 
-cfg = config.resolve(profile, {**overrides, "executor": executor})
+cfg = config.resolve(profile, {**overrides, "executor": executor,
+                               **({"workers": workers} if workers is not None else {})})
 cfg = bundle.open_study(cfg, study_dir, reference, seed=False)  # no runs yet: the reference's grid and table
 figures = study.Study(study_dir).figures
 plots.style()

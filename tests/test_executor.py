@@ -1,10 +1,11 @@
-"""The executors: local (in-process) and Ray (a task per training, results shipped back).
+"""The executors: local (in-process, or N worker processes) and Ray (a task per training, results
+shipped back).
 
-The artifact and config tests need no Ray. The end-to-end tests start a real two-node Ray
+The artifact, config and worker-process tests need no Ray. The end-to-end tests start a real two-node Ray
 cluster on this machine (a head and a worker, bound to 127.0.0.1, token auth with a private
 token), run the smoke profile on it, and compare results.csv byte for byte with the local
-executor's: every Ray task trains with the driver's device, bf16 setting and CPU thread count
-(torch's default here), so floating-point results are the same as in-process.
+executor's: every Ray task trains with the driver's device, bf16 setting and the config's CPU
+thread count, so floating-point results are the same as in-process.
 """
 from __future__ import annotations
 
@@ -86,11 +87,27 @@ def test_artifact_paths_must_stay_inside_the_study(tmp_path, name):
         deliver(Study(tmp_path), {"r1": {name: b"x"}})
 
 
+def _failing_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
+    log(f"[{rid}] starting")
+    raise RuntimeError(f"boom in {rid}\nsecond line")
+
+
+def _locking_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
+    """A task that takes the study lock, which the driver holds: a worker must get it."""
+    with st.lock():
+        _fake_run(cfg, st, rid, value, log=log)
+
+
+def _sleeping_run(cfg, st: Study, rid: str, value: float, log=print) -> None:
+    executor.atomic_write_bytes(str(os.getpid()).encode(), st.root / f"{rid}.started")  # whole
+    time.sleep(value)
+
+
 def test_local_executor_skips_done_runs_and_runs_the_rest_in_order(tmp_path):
     st, lines = Study(tmp_path), []
     _fake_run(None, st, "r0", 0.0, log=lambda *_: None)
     tasks = [Task(_fake_run, (rid, float(i)), [rid]) for i, rid in enumerate(["r0", "r1", "r2"])]
-    run_tasks(config.resolve("smoke"), st, tasks, "fake", log=lines.append)
+    run_tasks(config.resolve("smoke", {"workers": 0}), st, tasks, "fake", log=lines.append)
     assert lines == ["[r0] done, skipped", "[r1] trained", "[r2] trained"]
 
 
@@ -119,6 +136,88 @@ def test_a_teacher_trained_in_scratch_equals_the_local_one(tmp_path):
     assert all(np.array_equal(za[k], zb[k]) for k in za.files)
 
 
+# ---------------------------------------------------------------- local worker processes
+def test_the_executor_never_imports_the_study():
+    code = "import kdcal.executor, sys; assert 'kdcal.study' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_failing_task_in_a_worker_is_one_line_naming_it_after_the_others_finished(tmp_path):
+    st, lines = Study(tmp_path), []
+    tasks = [Task(_failing_run if rid == "r1" else _locking_run, (rid, float(i)), [rid],
+                  label=f"fake {rid}") for i, rid in enumerate(["r0", "r1", "r2", "r3"])]
+    cfg = config.resolve("smoke", {"workers": 2})
+    with st.lock(), pytest.raises(executor.ExecutorError) as info:
+        run_tasks(cfg, st, tasks, "fakes", log=lines.append)
+    assert str(info.value) == ("1 of 4 fakes tasks failed in local workers; first: "
+                               "fake r1: RuntimeError: boom in r1")
+    assert all(st.is_done(rid) for rid in ("r0", "r2", "r3")) and not st.is_done("r1")
+    assert "[fakes] FAILED fake r1: RuntimeError: boom in r1" in lines
+    assert "[r1] starting" in lines and "[r2] trained" in lines  # the workers' lines come back
+    assert sorted(x for x in lines if "tasks done" in x)[-1].startswith("[fakes] 4/4 tasks done")
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_stopping_the_driver_leaves_no_worker_behind(tmp_path, how):
+    """Ctrl-C stops the workers at once; a killed driver's workers notice and exit."""
+    import psutil
+
+    code = ("import sys; sys.path.insert(0, %r); import test_executor as t; "
+            "from kdcal import config; from kdcal.executor import Task, run_tasks; "
+            "from kdcal.store import Study; "
+            "run_tasks(config.resolve('smoke', {'workers': 2}), Study(%r), "
+            "[Task(t._sleeping_run, (r, 300.0), [r]) for r in ('a', 'b', 'c')], 'sleep')"
+            % (str(Path(__file__).parent), str(tmp_path)))
+    driver = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("*.started"))) < 2:
+        assert driver.poll() is None, driver.stderr.read()[-2000:]
+        assert time.time() < deadline, "the workers never started"
+        time.sleep(0.1)
+    workers = [psutil.Process(int(p.read_text())) for p in tmp_path.glob("*.started")]
+    if how == "ctrl-c":
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(timeout=120) != 0
+        assert "KeyboardInterrupt" in driver.stderr.read()
+    else:
+        driver.kill()
+        driver.wait()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for p in alive:
+        p.kill()
+    assert not alive, "a worker outlived its driver"
+    assert not (tmp_path / "c.started").exists(), "a task started after the stop"
+
+
+def test_parallel_workers_give_the_same_study_byte_for_byte(tmp_path):
+    """workers=2 (one thread per training) against one by one in this process, one thread."""
+    import numpy as np
+
+    small = {**TINY, "seeds": [0, 1], "modes": ["uncalibrated", "compose"], "calibrators": []}
+    folders = {}
+    for workers in (1, 2):
+        cfg = config.resolve("smoke", {**small, "workers": workers, "threads": 0 if workers > 1 else 1})
+        d = folders[workers] = tmp_path / f"w{workers}"
+        for stage in (study.train_teachers, study.calibrate_teachers, study.distill_students):
+            stage(cfg, d, log=lambda *_: None)
+        study.write_results(cfg, d)
+    one, two = folders[1], folders[2]
+    assert (one / "results.csv").read_bytes() == (two / "results.csv").read_bytes()
+    runs = sorted(p.name for p in (one / "runs").iterdir())
+    assert runs == sorted(p.name for p in (two / "runs").iterdir()) and len(runs) == 2 + 2 * 3
+    for rid in runs:
+        a, b = (read_json(f / "runs" / rid / "metrics.json") for f in (one, two))
+        for m in (a, b):
+            m.pop("train_seconds")
+            for h in m["history"]:
+                h.pop("seconds")
+        assert a == b, rid
+        za, zb = (np.load(f / "runs" / rid / "logits.npz") for f in (one, two))
+        assert all(np.array_equal(za[k], zb[k]) for k in za.files), rid
+
+
 # ---------------------------------------------------------------- config
 def test_executor_settings_are_validated_in_one_line(monkeypatch):
     with pytest.raises(config.ConfigError, match="executor='dask' is not valid; valid: local, ray"):
@@ -131,11 +230,13 @@ def test_executor_settings_are_validated_in_one_line(monkeypatch):
     with pytest.raises(config.ConfigError) as info:
         config.resolve("smoke", {"executor": "ray"})
     assert str(info.value) == "executor='ray' needs Ray: pip install 'kdcal[ray]'"
+    with pytest.raises(config.ConfigError, match=r"workers=-1 is out of range; valid: \[0, inf\)"):
+        config.resolve("smoke", {"workers": -1})
 
 
 def test_executor_settings_never_enter_run_ids(tmp_path):
     local = config.resolve("smoke")
-    ray_cfg = config.resolve("smoke", {"ray_address": "10.0.0.5:6379"})
+    ray_cfg = config.resolve("smoke", {"ray_address": "10.0.0.5:6379", "workers": 2})
     ray_cfg.executor = "ray"  # set directly: run ids must not depend on Ray being installed
     assert study.teacher_runs(local) == study.teacher_runs(ray_cfg)
     assert study.variant_runs(local) == study.variant_runs(ray_cfg)
@@ -152,6 +253,9 @@ def test_worker_config_fixes_the_drivers_engine_and_threads():
     assert cfg.threads == torch.get_num_threads()
     assert executor.task_resources(cfg) == {"num_cpus": cfg.threads}
     assert executor.task_config(config.resolve("smoke", {"threads": 1})).threads == 1
+    # parallel workers train with one thread each unless told otherwise
+    assert executor.task_config(config.resolve("smoke", {"workers": 2})).threads == 1
+    assert executor.task_config(config.resolve("smoke", {"workers": 2, "threads": 3})).threads == 3
 
 
 def test_the_local_path_never_imports_ray(tmp_path):
@@ -309,7 +413,20 @@ def _busy_task_on(cluster, node: str):
 @pytest.mark.slow
 def test_worker_killed_mid_task_is_retried_and_the_table_is_unchanged(ray_cluster, smoke_study,
                                                                       tmp_path):
-    proc = _ray_run(ray_cluster, tmp_path / "study")
+    """The students of the shared smoke study trained again on Ray (teachers kept), with one
+    worker killed mid-task: Ray retries it and the table is the local one, byte for byte."""
+    import shutil
+
+    folder = tmp_path / "study"
+    shutil.copytree(smoke_study, folder)
+    for run in folder.glob("runs/student-*"):
+        shutil.rmtree(run)
+    (folder / "results.csv").unlink()
+    code = ("from kdcal import config, study; "
+            f"cfg = config.resolve('smoke', {{'executor': 'ray', 'ray_address': {ray_cluster.address!r}}}); "
+            f"study.distill_students(cfg, {str(folder)!r}); study.write_results(cfg, {str(folder)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=ray_cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, victim = time.time() + 300, None
         while victim is None:
@@ -324,5 +441,5 @@ def test_worker_killed_mid_task_is_retried_and_the_table_is_unchanged(ray_cluste
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-3000:]
-    assert (tmp_path / "study" / "results.csv").read_bytes() == \
-        (smoke_study / "results.csv").read_bytes()
+    assert "[student groups] 6/6 tasks done" in out
+    assert (folder / "results.csv").read_bytes() == (smoke_study / "results.csv").read_bytes()

@@ -176,7 +176,8 @@ def test_transfer_students_learn_on_transfer_images_from_teacher_logits_there(tm
     cfg = resolve("smoke", {"train_size": 200, "transfer_size": 150, "teachers": ["resnet8"],
                             "seeds": [0], "teacher_epochs": 1, "student_epochs": 1,
                             "modes": ["uncalibrated"], "tau_grid": [],
-                            "teacher_temperature_grid": [], "teacher_variants": []})
+                            "teacher_temperature_grid": [], "teacher_variants": [],
+                            "workers": 0})  # in-process: the spy sees the trainings
     study.train_teachers(cfg, tmp_path, log=lambda m: None)
     study.calibrate_teachers(cfg, tmp_path, log=lambda m: None)
     seen = []
@@ -286,7 +287,7 @@ def test_students_of_several_tau_cells_in_one_loop_stay_distinct(tmp_path, monke
     cfg = resolve("smoke", {"teachers": ["resnet8"], "seeds": [0], "teacher_epochs": 1,
                             "student_epochs": 1, "modes": ["uncalibrated"], "tau_grid": [],
                             "teacher_temperature_grid": [], "teacher_variants": [],
-                            "regimes": {"tau": [1.0, 8.0]}})
+                            "regimes": {"tau": [1.0, 8.0]}, "workers": 0})  # in-process: spied
     seen = []
     real = study.train_group
 
