@@ -210,7 +210,7 @@ PROFILES.update({
                      seeds=[0, 1, 2, 3, 4], teacher_epochs=30, batch_size=64, lr=0.05,
                      student_epochs=15, student_batch_size=128, student_lr=0.1,
                      modes=["uncalibrated", "compose", "replace"], calibrators=["temperature"],
-                     tau_grid=[2.0, 8.0], control_seeds=[]),
+                     tau_grid=[2.0, 8.0], control_seeds=[], workers=2),
 })
 for _name in ("quick", "paper-fmnist", "paper-cifar10", "paper-cifar100", "tutorial", "regimes-full"):
     PROFILES[_name]["split_per_seed"] = True  # each seed an independent rerun, split included
