@@ -68,7 +68,7 @@ def load_splits(cfg: StudyConfig, engine: Engine | None = None) -> Splits:
 def engine_for(cfg: StudyConfig) -> Engine:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile)
+    return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, cfg.pack_students)
 
 
 def _amp_name(engine: Engine) -> str:
