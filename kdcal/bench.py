@@ -1,12 +1,15 @@
 """Distillation throughput: a standard PyTorch KD loop against kdcal's engine, side by side.
 
-    python -m kdcal.bench [--steps N] [--device cpu|cuda] [--quick-only]
+    python -m kdcal.bench [--steps N] [--device cpu|cuda] [--quick-only] [--json PATH]
 
 The standard loop is what most KD code does: a torch DataLoader over PIL images with torchvision
 transforms, batch 64, and for every student its own pass over the data with a teacher forward
 per batch. kdcal's engine keeps uint8 data on the device, augments there in batches, runs one
 teacher forward per batch for all the students of that teacher, and uses bf16 autocast and
 channels_last where the hardware has them. Both train the same models with the same SGD recipe.
+kdcal's rows come twice where a case has several students: their separate loops, and one packed
+network (grouped convolutions, kdcal.packed). The rows also give each path's share of the
+measured bf16 matmul and convolution peaks.
 """
 from __future__ import annotations
 
@@ -118,9 +121,10 @@ def standard_loop(splits: Splits, teacher_arch: str, student_arch: str, students
 
 
 def kdcal_engine(splits: Splits, teacher_arch: str, student_arch: str, students: int, steps: int,
-                 device: torch.device, batch_size: int = 64, amp: str = "auto") -> float:
+                 device: torch.device, batch_size: int = 64, amp: str = "auto",
+                 pack: str = "off") -> float:
     """Seconds per student-image of kdcal's train_group (one teacher forward per batch for all)."""
-    engine = make_engine(device.type, amp)
+    engine = make_engine(device.type, amp, pack_students=pack)
     teacher = build_model(teacher_arch, splits.in_channels, splits.num_classes)
     members = {f"s{i}": Member(build_model(student_arch, splits.in_channels, splits.num_classes),
                                lambda s, y, t: kd_loss(s, t, y, 4.0, 0.9), True)
@@ -139,48 +143,114 @@ def kdcal_engine(splits: Splits, teacher_arch: str, student_arch: str, students:
     return (time.perf_counter() - t0) / (steps * batch_size * students)
 
 
-def run(steps: int, device: str, quick_only: bool = False, workers: int = 2) -> list[dict]:
+def conv_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """Best measured FLOP/s of 3x3 convolutions (channels_last, a few shapes): the ceiling that
+    ResNet training, mostly such convolutions, can approach on this device."""
+    shapes = ((128, 64, 16), (128, 128, 16)) if device.type == "cpu" else ((512, 256, 32), (256, 512, 16))
+    best = 0.0
+    for batch, channels, size in shapes:
+        x = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype)
+        w = w.contiguous(memory_format=torch.channels_last)
+        conv = lambda: torch.nn.functional.conv2d(x, w, padding=1)  # noqa: E731
+        for _ in range(2):
+            conv()
+        _sync(device)
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            conv()
+            reps += 1
+        _sync(device)
+        best = max(best, 2 * batch * channels * channels * 9 * size * size * reps
+                   / (time.perf_counter() - t0))
+    return best
+
+
+def quick_group_students() -> int:
+    """Students in the quick profile's largest group (seed 0: its modes and controls), counted
+    as study.student_plan plans them."""
+    from .config import resolve
+
+    cfg = resolve("quick")
+    controls = ([v for v in cfg.tau_grid if v != cfg.tau]
+                + [v for v in cfg.teacher_temperature_grid if v != 1.0])
+    return len(cfg.modes) + len(controls)
+
+
+def bench_cases(quick_only: bool = False) -> list[tuple]:
+    """(data label, teacher, student, channels, size, students, kdcal batch) of every row."""
+    from .config import resolve
+
+    quick_batch = resolve("quick").student_batch_size
+    cases = [("quick (Fashion-MNIST shapes)", "resnet44", "resnet8", 1, 28, k, 64) for k in (1, 4)]
+    cases.append(("quick group (Fashion-MNIST shapes)", "resnet44", "resnet8", 1, 28,
+                  quick_group_students(), quick_batch))
+    if not quick_only:
+        cases = [("CIFAR (3x32x32)", "resnet56", "resnet20", 3, 32, k, 64) for k in (1, 4)] + cases
+    return cases
+
+
+def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
+        peak_seconds: float = 1.0) -> list[dict]:
+    """Every case side by side: the standard loop, kdcal with separate student loops, and kdcal
+    with the students packed (kdcal.packed) where there are several."""
     dev = torch.device(device)
     engine = make_engine(device, "auto")
-    peak32 = matmul_peak(torch.float32, dev)
-    peak16 = matmul_peak(torch.bfloat16, dev) if engine.amp_dtype is not None else float("nan")
+    peak32 = matmul_peak(torch.float32, dev, peak_seconds)
+    bf16 = engine.amp_dtype is not None
+    peak16 = matmul_peak(torch.bfloat16, dev, peak_seconds) if bf16 else float("nan")
+    conv16 = conv_peak(torch.bfloat16, dev, peak_seconds) if bf16 else float("nan")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else ""))
-    print(f"measured matmul peak: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s; "
-          f"kdcal engine amp: {engine.amp_dtype}")
-    pairs = [("quick (Fashion-MNIST shapes)", "resnet44", "resnet8", 1, 28)]
-    if not quick_only:
-        pairs.insert(0, ("CIFAR (3x32x32)", "resnet56", "resnet20", 3, 32))
+    print(f"measured peak: fp32 matmul {peak32 / 1e9:.0f} GFLOP/s, bf16 matmul {peak16 / 1e9:.0f} "
+          f"GFLOP/s, bf16 3x3 conv {conv16 / 1e9:.0f} GFLOP/s; kdcal engine amp: {engine.amp_dtype}")
     rows = []
-    for label, teacher, student, channels, size in pairs:
-        ds = make_synthetic(n_train=(steps + 3) * 64 + 64, n_test=64, channels=channels, size=size)
+    for label, teacher, student, channels, size, k, batch in bench_cases(quick_only):
+        ds = make_synthetic(n_train=(steps + 3) * max(64, batch) + 64, n_test=64, channels=channels,
+                            size=size)
         splits = make_splits(ds, 32, 0, device=dev)
         t_macs = forward_macs(teacher, channels, 10, size)
         s_macs = forward_macs(student, channels, 10, size)
-        for k in (1, 4):
-            std = standard_loop(splits, teacher, student, k, steps, dev, workers=workers)
-            mem_std = peak_memory_mb(dev)
-            fast = kdcal_engine(splits, teacher, student, k, steps, dev)
-            mem_fast = peak_memory_mb(dev)
-            # FLOPs per student-image: training the student (3x forward) plus its share of teacher forwards
-            flops_std = 2 * (3 * s_macs + t_macs)
-            flops_fast = 2 * (3 * s_macs + t_macs / k)
-            row = {"pair": f"{teacher} -> {student}", "data": label, "students": k,
-                   "standard img/s": 1 / std, "kdcal img/s": 1 / fast, "speed-up": std / fast,
-                   "standard GFLOP/s": flops_std / std / 1e9, "kdcal GFLOP/s": flops_fast / fast / 1e9,
-                   "standard % fp32 peak": 100 * flops_std / std / peak32,
-                   "kdcal % fp32 peak": 100 * flops_fast / fast / peak32,
-                   "kdcal % bf16 peak": 100 * flops_fast / fast / peak16,
-                   "peak MB after standard": mem_std, "peak MB after kdcal": mem_fast}
+        std = standard_loop(splits, teacher, student, k, steps, dev, workers=workers)
+        mem_std = peak_memory_mb(dev)
+        # FLOPs per student-image: training the student (3x forward) plus its share of teacher forwards
+        flops_std = 2 * (3 * s_macs + t_macs)
+        flops_fast = 2 * (3 * s_macs + t_macs / k)
+        for path in (("separate", "packed") if k > 1 else ("separate",)):
+            fast = kdcal_engine(splits, teacher, student, k, steps, dev, batch,
+                                pack="on" if path == "packed" else "off")
+            row = {"pair": f"{teacher} -> {student}", "data": label, "students": k, "path": path,
+                   "batch": batch, "standard_img_s": 1 / std, "kdcal_img_s": 1 / fast,
+                   "speedup": std / fast,
+                   "standard_gflop_s": flops_std / std / 1e9, "kdcal_gflop_s": flops_fast / fast / 1e9,
+                   "standard_pct_fp32_matmul": 100 * flops_std / std / peak32,
+                   "kdcal_pct_bf16_matmul": 100 * flops_fast / fast / peak16,
+                   "kdcal_pct_bf16_conv": 100 * flops_fast / fast / conv16,
+                   "peak_mb_standard": mem_std, "peak_mb_kdcal": peak_memory_mb(dev)}
             rows.append(row)
-            print(f"{row['pair']:>20} {label:<28} students {k}: standard {row['standard img/s']:7.1f} "
-                  f"img/s/student, kdcal {row['kdcal img/s']:7.1f}, speed-up {row['speed-up']:.2f}x | "
-                  f"GFLOP/s {row['standard GFLOP/s']:.1f} vs {row['kdcal GFLOP/s']:.1f} "
-                  f"({row['standard % fp32 peak']:.0f}% vs {row['kdcal % fp32 peak']:.0f}% of fp32 "
-                  f"matmul peak; kdcal {row['kdcal % bf16 peak']:.0f}% of bf16) | "
-                  f"peak RSS {mem_std:.0f} / {mem_fast:.0f} MB", flush=True)
+            print(f"{row['pair']:>20} {label:<34} students {k} {path:<8}: standard "
+                  f"{row['standard_img_s']:7.1f} img/s/student, kdcal {row['kdcal_img_s']:7.1f}, "
+                  f"speed-up {row['speedup']:.2f}x | GFLOP/s {row['standard_gflop_s']:.1f} vs "
+                  f"{row['kdcal_gflop_s']:.1f} (standard {row['standard_pct_fp32_matmul']:.0f}% of "
+                  f"fp32 matmul; kdcal {row['kdcal_pct_bf16_matmul']:.0f}% of bf16 matmul, "
+                  f"{row['kdcal_pct_bf16_conv']:.0f}% of bf16 conv) | peak "
+                  f"{'GPU MB' if dev.type == 'cuda' else 'RSS MB'} {mem_std:.0f} / "
+                  f"{row['peak_mb_kdcal']:.0f}", flush=True)
     return rows
+
+
+def write_json(rows: list[dict], path) -> None:
+    """The rows as a JSON list of objects (NaN, where a peak was not measured, as null)."""
+    import json
+    import math
+    from pathlib import Path
+
+    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+             for r in rows]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(clean, indent=1) + "\n")
 
 
 def accuracy_check(arch: str = "resnet20", seeds=(0, 1, 2), profile: str = "quick") -> list[dict]:
@@ -220,10 +290,13 @@ def accuracy_check(arch: str = "resnet20", seeds=(0, 1, 2), profile: str = "quic
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m kdcal.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=30, help="timed batches of 64 per measurement")
+    p.add_argument("--steps", type=int, default=30, help="timed batches per measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the standard loop")
     p.add_argument("--quick-only", action="store_true", help="only the Fashion-MNIST-shaped pair")
+    p.add_argument("--peak-seconds", type=float, default=1.0,
+                   help="seconds per shape of the matmul and conv peak measurements")
+    p.add_argument("--json", metavar="PATH", help="also write the rows there as a JSON list")
     p.add_argument("--accuracy", action="store_true",
                    help="instead: train resnet20 on the quick profile's data with fp32 and bf16 "
                         "(3 seeds each) and compare test accuracy")
@@ -231,7 +304,9 @@ def main(argv=None):
     if args.accuracy:
         accuracy_check()
     else:
-        run(args.steps, args.device, args.quick_only, args.workers)
+        rows = run(args.steps, args.device, args.quick_only, args.workers, args.peak_seconds)
+        if args.json:
+            write_json(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from .calibration import CALIBRATORS
 from .data import DATASETS
 from .distill import KD_MODES
 from .models import ARCHS, NORMS
+from .train import PACK_CHOICES
 
 MODES = KD_MODES
 # training images per dataset (synthetic: synthetic_train), for checking sizes before any work
@@ -107,6 +108,10 @@ class StudyConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    # the students of one teacher and seed as one packed network (never part of run ids: it
+    # changes results in the last bits only, so byte-identical tables need the same setting):
+    # auto = packed on CUDA, separate loops on a CPU (measured faster there)
+    pack_students: str = "auto"
     threads: int = 0  # CPU threads per training; 0 = 1 with workers > 1, else torch's default
     eval_batch_size: int = 1000  # prediction only; on 2 CPU cores 1000 runs about 2x faster than 256
     # where the trainings run (never part of run ids): local = in this process; ray = one Ray
@@ -305,6 +310,7 @@ def validate(cfg: StudyConfig) -> None:
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("device", cfg.device, DEVICES)
     _choice("amp", cfg.amp, AMP)
+    _choice("pack_students", cfg.pack_students, PACK_CHOICES)
     for arch in [*cfg.teachers, cfg.student]:
         _choice("architecture", arch, list(ARCHS))
     if not cfg.teachers:

@@ -17,7 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Splits, augment_batch, augment_generator, epoch_batches
+from .packed import PackedModels
 from .store import atomic_torch_save, safe_torch_load
+
+
+PACK_CHOICES = ("auto", "on", "off")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -47,11 +51,25 @@ class Recipe:
 
 @dataclass
 class Engine:
-    """How to run (not what to learn): device, mixed precision, memory format, compile."""
+    """How to run (not what to learn): device, mixed precision, memory format, compile, and
+    whether the members of a group train as one packed network (kdcal.packed): "on", "off", or
+    "auto" (packed on CUDA; on a CPU the separate loops measured faster, see BENCHMARKS.md).
+    Packing changes results in the last bits only (grouped kernels round differently), so a
+    results table is byte-identical between runs of one setting, not across settings."""
     device: torch.device = torch.device("cpu")
     amp_dtype: torch.dtype | None = None
     channels_last: bool = True
     compile: bool = False
+    pack_students: str = "auto"
+
+    def packs(self, n_members: int) -> bool:
+        """Whether a group of ``n_members`` trains packed."""
+        if self.pack_students not in PACK_CHOICES:
+            raise ValueError(f"unknown pack_students {self.pack_students!r}; valid: "
+                             f"{', '.join(PACK_CHOICES)}")
+        if n_members < 2 or self.pack_students == "off":
+            return False
+        return self.pack_students == "on" or self.device.type == "cuda"
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -86,7 +104,7 @@ def cpu_has_bf16() -> bool:
 
 
 def make_engine(device: str = "cpu", amp: str = "auto", channels_last: bool = True,
-                compile: bool = False) -> Engine:
+                compile: bool = False, pack_students: str = "auto") -> Engine:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -97,7 +115,9 @@ def make_engine(device: str = "cpu", amp: str = "auto", channels_last: bool = Tr
         dtype = torch.bfloat16 if fast else None
     else:
         dtype = None
-    return Engine(dev, dtype, channels_last, compile)
+    engine = Engine(dev, dtype, channels_last, compile, pack_students)
+    engine.packs(2)  # an unknown pack_students fails here, before any work
+    return engine
 
 
 @dataclass
@@ -135,19 +155,30 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
     """
     names = list(members)
     nets = {n: engine.prepare(m.model) for n, m in members.items()}
-    runners = {n: (torch.compile(net) if engine.compile else net) for n, net in nets.items()}
-    opts = {n: torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                               weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
-            for n, net in nets.items()}
+    sgd = dict(lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+               nesterov=recipe.momentum > 0)
+    packed = PackedModels([nets[n] for n in names]) if engine.packs(len(names)) else None
+    if packed is not None:  # one network, one optimizer: SGD is elementwise, so per member
+        packed_net = engine.prepare(packed.net)
+        runner = torch.compile(packed_net) if engine.compile else packed_net
+        packed_opt = torch.optim.SGD(packed_net.parameters(), **sgd)
+        opts = {}
+    else:
+        runners = {n: (torch.compile(net) if engine.compile else net) for n, net in nets.items()}
+        opts = {n: torch.optim.SGD(net.parameters(), **sgd) for n, net in nets.items()}
     history = {n: [] for n in names}
     failed: dict[str, str] = {}
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state = safe_torch_load(checkpoint)
         if sorted(state["models"]) == sorted(names):
-            for n in names:
-                nets[n].load_state_dict(state["models"][n])
-                opts[n].load_state_dict(state["optims"][n])
+            if packed is not None:
+                packed.load_members([state["models"][n] for n in names])
+                packed.load_optim_states(packed_opt, [state["optims"][n] for n in names])
+            else:
+                for n in names:
+                    nets[n].load_state_dict(state["models"][n])
+                    opts[n].load_state_dict(state["optims"][n])
             history, failed, start_epoch = state["history"], state["failed"], state["epoch"]
             log(f"[{desc}] resumed from epoch {start_epoch} ({checkpoint})")
     if any(m.needs_teacher for m in members.values()) and teacher is None and teacher_logits is None:
@@ -174,6 +205,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
         active = [n for n in names if n not in failed]
         for n in active:
             nets[n].train()
+        if packed is not None:
+            packed_net.train()
         loss_sum = {n: torch.zeros((), device=engine.device) for n in active}
         correct = {n: torch.zeros((), device=engine.device, dtype=torch.long) for n in active}
         gen = augment_generator(seed, epoch)
@@ -195,20 +228,36 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
                 with torch.no_grad(), engine.autocast():
                     tb = teacher(xb).float()
             lr = recipe.lr_at(epoch, step, steps)
-            for n in active:
-                for group in opts[n].param_groups:
-                    group["lr"] = lr
-                with engine.autocast():
-                    out = runners[n](xb).float()
+
+            def member_loss(n, out):
                 target = own_targets[n][idx] if n in own_targets else tb
                 loss = members[n].loss(out, yb, target)
                 if mix is not None:
                     loss = mix[0] * loss + (1 - mix[0]) * members[n].loss(out, yb[mix[1]], target)
-                opts[n].zero_grad(set_to_none=True)
-                loss.backward()
-                opts[n].step()
                 loss_sum[n] += loss.detach() * len(yb)
                 correct[n] += (out.detach().argmax(1) == yb).sum()
+                return loss
+
+            if packed is not None:
+                for group in packed_opt.param_groups:
+                    group["lr"] = lr
+                with engine.autocast():
+                    out = runner(xb).float()  # [batch, member, class]
+                # the sum's gradient is each member's own; a failed member's share is left out
+                total = sum(member_loss(n, out[:, k]) for k, n in enumerate(names) if n in active)
+                packed_opt.zero_grad(set_to_none=True)
+                total.backward()
+                packed_opt.step()
+            else:
+                for n in active:
+                    for group in opts[n].param_groups:
+                        group["lr"] = lr
+                    with engine.autocast():
+                        out = runners[n](xb).float()
+                    loss = member_loss(n, out)
+                    opts[n].zero_grad(set_to_none=True)
+                    loss.backward()
+                    opts[n].step()
             bar.update(1)
         seconds = time.perf_counter() - t0
         for n in active:
@@ -223,11 +272,17 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
             log(f"[{desc}] {n} epoch {epoch + 1}/{recipe.epochs} loss {mean_loss:.4f} "
                 f"train_acc {acc:.4f} lr {lr:.4f} {seconds:.1f}s")
         if checkpoint is not None:
-            atomic_torch_save({"epoch": epoch + 1,
-                               "models": {n: nets[n].state_dict() for n in names},
-                               "optims": {n: opts[n].state_dict() for n in names},
+            if packed is not None:  # the members' own states: checkpoints resume either way
+                models = {n: packed.member_state(k) for k, n in enumerate(names)}
+                optims = {n: packed.member_optim_state(packed_opt, k) for k, n in enumerate(names)}
+            else:
+                models = {n: nets[n].state_dict() for n in names}
+                optims = {n: opts[n].state_dict() for n in names}
+            atomic_torch_save({"epoch": epoch + 1, "models": models, "optims": optims,
                                "history": history, "failed": failed}, checkpoint)
         if len(failed) == len(names):
             break
     bar.close()
+    if packed is not None:
+        packed.unpack_into([nets[n] for n in names])
     return {"history": history, "failed": failed, "models": nets}
