@@ -178,6 +178,33 @@ def quick_group_students() -> int:
     return len(cfg.modes) + len(controls)
 
 
+def _parallel_worker(args) -> float:
+    """One spawned process of :func:`kdcal_parallel`: 1 thread, its own data, its own group."""
+    (channels, size, teacher, student, k, steps, batch, pack, seed, start) = args
+    torch.set_num_threads(1)
+    ds = make_synthetic(n_train=(steps + 3) * max(64, batch) + 64, n_test=64, channels=channels,
+                        size=size, seed=seed)
+    splits = make_splits(ds, 32, 0)
+    start.wait()  # every worker starts timing together
+    return kdcal_engine(splits, teacher, student, k, steps, torch.device("cpu"), batch, pack=pack)
+
+
+def kdcal_parallel(channels: int, size: int, teacher: str, student: str, students: int,
+                   steps: int, batch: int, workers: int = 2, pack: str = "off") -> float:
+    """Seconds per student-image of ``workers`` groups trained side by side, one thread each:
+    how the study uses a CPU (``workers=2``: independent trainings in parallel processes)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
+        start = manager.Barrier(workers)
+        args = [(channels, size, teacher, student, students, steps, batch, pack, i, start)
+                for i in range(workers)]
+        per_image = pool.map(_parallel_worker, args)
+    # each worker trained steps * batch * students images in per_image * that many seconds
+    return max(per_image) / workers
+
+
 def bench_cases(quick_only: bool = False) -> list[tuple]:
     """(data label, teacher, student, channels, size, students, kdcal batch) of every row."""
     from .config import resolve
@@ -192,9 +219,10 @@ def bench_cases(quick_only: bool = False) -> list[tuple]:
 
 
 def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
-        peak_seconds: float = 1.0) -> list[dict]:
-    """Every case side by side: the standard loop, kdcal with separate student loops, and kdcal
-    with the students packed (kdcal.packed) where there are several."""
+        peak_seconds: float = 1.0, parallel: int = 2) -> list[dict]:
+    """Every case side by side: the standard loop, kdcal with separate student loops, kdcal
+    with the students packed (kdcal.packed) where there are several, and on a CPU kdcal as the
+    study runs it there: ``parallel`` groups side by side, one thread each."""
     dev = torch.device(device)
     engine = make_engine(device, "auto")
     peak32 = matmul_peak(torch.float32, dev, peak_seconds)
@@ -218,9 +246,15 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
         # FLOPs per student-image: training the student (3x forward) plus its share of teacher forwards
         flops_std = 2 * (3 * s_macs + t_macs)
         flops_fast = 2 * (3 * s_macs + t_macs / k)
-        for path in (("separate", "packed") if k > 1 else ("separate",)):
-            fast = kdcal_engine(splits, teacher, student, k, steps, dev, batch,
-                                pack="on" if path == "packed" else "off")
+        paths = ("separate", "packed") if k > 1 else ("separate",)
+        if dev.type == "cpu" and parallel > 1 and k > 1:
+            paths += (f"{parallel} workers",)
+        for path in paths:
+            if path.endswith("workers"):
+                fast = kdcal_parallel(channels, size, teacher, student, k, steps, batch, parallel)
+            else:
+                fast = kdcal_engine(splits, teacher, student, k, steps, dev, batch,
+                                    pack="on" if path == "packed" else "off")
             row = {"pair": f"{teacher} -> {student}", "data": label, "students": k, "path": path,
                    "batch": batch, "standard_img_s": 1 / std, "kdcal_img_s": 1 / fast,
                    "speedup": std / fast,
@@ -297,6 +331,9 @@ def main(argv=None):
     p.add_argument("--peak-seconds", type=float, default=1.0,
                    help="seconds per shape of the matmul and conv peak measurements")
     p.add_argument("--json", metavar="PATH", help="also write the rows there as a JSON list")
+    p.add_argument("--parallel", type=int, default=2,
+                   help="on a CPU, also kdcal with this many groups side by side, 1 thread each "
+                        "(how the study trains there; 1 = off)")
     p.add_argument("--accuracy", action="store_true",
                    help="instead: train resnet20 on the quick profile's data with fp32 and bf16 "
                         "(3 seeds each) and compare test accuracy")
@@ -304,7 +341,8 @@ def main(argv=None):
     if args.accuracy:
         accuracy_check()
     else:
-        rows = run(args.steps, args.device, args.quick_only, args.workers, args.peak_seconds)
+        rows = run(args.steps, args.device, args.quick_only, args.workers, args.peak_seconds,
+                   args.parallel)
         if args.json:
             write_json(rows, args.json)
 

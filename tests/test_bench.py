@@ -9,14 +9,15 @@ from kdcal import bench
 def test_bench_json_rows(tmp_path):
     path = tmp_path / "out" / "bench.json"
     bench.main(["--steps", "1", "--device", "cpu", "--workers", "0", "--quick-only",
-                "--peak-seconds", "0.01", "--json", str(path)])
+                "--peak-seconds", "0.01", "--parallel", "2", "--json", str(path)])
     rows = json.loads(path.read_text())
     group = bench.quick_group_students()
     assert group >= 4
     cases = {(r["pair"], r["students"], r["path"]) for r in rows}
-    assert cases == {("resnet44 -> resnet8", 1, "separate"), ("resnet44 -> resnet8", 4, "separate"),
-                     ("resnet44 -> resnet8", 4, "packed"), ("resnet44 -> resnet8", group, "separate"),
-                     ("resnet44 -> resnet8", group, "packed")}
+    pair = "resnet44 -> resnet8"
+    assert cases == {(pair, 1, "separate"), (pair, 4, "separate"), (pair, 4, "packed"),
+                     (pair, 4, "2 workers"), (pair, group, "separate"), (pair, group, "packed"),
+                     (pair, group, "2 workers")}
     for r in rows:
         assert r["standard_img_s"] > 0 and r["kdcal_img_s"] > 0
         assert abs(r["speedup"] - r["kdcal_img_s"] / r["standard_img_s"]) < 1e-9 * r["speedup"]
