@@ -53,6 +53,13 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a GPU measurement's peak afresh (the peak measurements' matrices are far larger).
+    A CPU process's peak RSS cannot be reset: there the column is the process peak so far."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -241,6 +248,7 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
         splits = make_splits(ds, 32, 0, device=dev)
         t_macs = forward_macs(teacher, channels, 10, size)
         s_macs = forward_macs(student, channels, 10, size)
+        reset_peak_memory(dev)
         std = standard_loop(splits, teacher, student, k, steps, dev, workers=workers)
         mem_std = peak_memory_mb(dev)
         # FLOPs per student-image: training the student (3x forward) plus its share of teacher forwards
@@ -250,6 +258,7 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
         if dev.type == "cpu" and parallel > 1 and k > 1:
             paths += (f"{parallel} workers",)
         for path in paths:
+            reset_peak_memory(dev)
             if path.endswith("workers"):
                 fast = kdcal_parallel(channels, size, teacher, student, k, steps, batch, parallel)
             else:
