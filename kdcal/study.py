@@ -181,7 +181,7 @@ def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, l
     # one noise draw per seed, the same for every teacher of that seed
     noisy = with_label_noise(splits, cfg.label_noise, label_noise_seed(cfg, seed))
     out = train_group({arch: Member(model, loss)}, noisy, recipe, teacher_seed(seed), engine,
-                      run / "train.pt", desc=desc, log=log)
+                      run / "train.pt", desc=desc, log=log, study_seed=seed)
     if out["failed"]:
         write_json({"error": out["failed"][arch]}, run / "failed.json")
         log(f"[{rid}] FAILED: {out['failed'][arch]}; the other runs continue")

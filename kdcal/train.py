@@ -147,7 +147,8 @@ def predict(model: torch.nn.Module, x_uint8: torch.Tensor, splits: Splits, engin
 def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed: int,
                 engine: Engine, checkpoint: Path | None = None, desc: str = "train",
                 teacher: torch.nn.Module | None = None,
-                teacher_logits: torch.Tensor | None = None, log: Callable = print) -> dict:
+                teacher_logits: torch.Tensor | None = None, log: Callable = print,
+                study_seed: int | None = None) -> dict:
     """Train ``members`` together; resume from ``checkpoint``; return per-member history and failures.
 
     Teacher outputs come from ``teacher_logits`` (one row per training image; used when the
@@ -264,7 +265,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
             mean_loss = float(loss_sum[n]) / n_seen
             acc = float(correct[n]) / n_seen
             if not math.isfinite(mean_loss):
-                failed[n] = f"{n} (seed {seed}): loss became {mean_loss} at epoch {epoch + 1}"
+                named = seed if study_seed is None else study_seed  # the seed a user knows
+                failed[n] = f"{n} (seed {named}): loss became {mean_loss} at epoch {epoch + 1}"
                 log(f"[{desc}] FAILED {failed[n]}")
                 continue
             history[n].append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": acc,
