@@ -161,11 +161,14 @@ def regime_summary(effects: pd.DataFrame, mode: str) -> str:
         text = ", ".join(f"{r.cell} ({getattr(r, col + '_verdict')})" for r in decided.itertuples())
         lines.append(f"- {what} (slope per doubling, teachers as units): decided in "
                      f"{text or 'no cell'}")
-    floor = effects["p_floor"].min()
-    if not floor <= ALPHA:
-        lines.append(f"- with {int(effects['ladder'].max())} teachers per cell no permutation "
-                     f"p-value over teachers can fall below {floor:.3f}: this grid cannot test a "
-                     "size effect at 5%; it needs at least 5 teachers per cell.")
+    floor, ladder = effects["p_floor"].min(), int(effects["ladder"].max())
+    if ladder < 3:
+        lines.append(f"- with {ladder} teachers per cell no size effect can be tested at all; "
+                     "it needs at least 5 teachers per cell.")
+    elif not floor <= ALPHA:
+        lines.append(f"- with {ladder} teachers per cell no permutation p-value over teachers can "
+                     f"fall below {floor:.3f}: this grid cannot test a size effect at 5%; it needs "
+                     "at least 5 teachers per cell.")
     return "\n".join(lines)
 
 

@@ -131,8 +131,8 @@ else:
 # 1. Set `overrides = {"teacher_epochs": 8}` in the parameters cell and run all. *Expected:* new run ids
 #    (the config changed), so everything retrains; the larger teacher's final training loss falls further
 #    below the smaller one's.
-# 2. Run the training cell a second time. *Expected:* it returns in seconds; `log.txt` gains lines
-#    `[...] done, skipped`, one per run.
+# 2. Run the training cell a second time. *Expected:* it returns in seconds; `log.txt` gains one line
+#    per run saying that it was done and is skipped.
 # 3. Add `"resnet20"` to the teachers (`overrides = {"teachers": ["resnet8", "resnet14", "resnet20"]}`).
 #    *Expected:* only the resnet20 runs train; the two others are skipped.
 #

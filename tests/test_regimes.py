@@ -271,7 +271,8 @@ def test_regimes_notebook_runs_after_the_study_when_the_profile_asks(smoke_copy)
     assert (effects["pairs"] == 4).all()  # 2 teachers x 2 seeds in every cell
     assert (smoke_copy / "figures" / "regimes.png").exists()
     summary = (smoke_copy / "regimes_summary.md").read_text()
-    assert "over 4 regime cells" in summary
+    assert "in 4 regime cells" in summary
+    assert "2 teachers per cell" in summary and "nan" not in summary
     table = pd.read_csv(smoke_copy / "regimes_results.csv")
     noisy = table[(table["cell"] == "label_noise=0.25") & (table["role"] == "teacher")]
     assert len(noisy) == 4 and set(noisy["run_id"]).isdisjoint(
