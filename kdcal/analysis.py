@@ -76,8 +76,7 @@ def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str, value: 
 
 def _effect_row(per_seed, margin: float) -> dict:
     e = seed_effect(per_seed, "positive", margin)
-    mean, std, *_ = t_interval(per_seed)
-    return {"mean": e["estimate"], "std": std, "ci_low": e["ci_low"], "ci_high": e["ci_high"],
+    return {"mean": e["estimate"], "std": e["std"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
             "n": e["n"], "mde": e["mde"], "seeds_needed": e["needed"], "verdict": e["verdict"]}
 
 
@@ -129,10 +128,10 @@ def size_correlations(students: pd.DataFrame) -> pd.DataFrame:
         if mode == "baseline":
             continue
         trend = size_trend(g, "teacher_params", "acc")
-        rows.append({"mode": mode,
-                     **{f"{m}": correlation(g, "teacher_params", "acc", m)["estimate"]
-                        for m in ("spearman", "kendall")},
-                     "p_value": correlation(g, "teacher_params", "acc")["p_value"],
+        spearman = correlation(g, "teacher_params", "acc", "spearman")
+        rows.append({"mode": mode, "spearman": spearman["estimate"],
+                     "kendall": correlation(g, "teacher_params", "acc", "kendall")["estimate"],
+                     "p_value": spearman["p_value"],
                      "slope_per_doubling": trend["estimate"], "ci_low": trend["ci_low"],
                      "ci_high": trend["ci_high"], "p_floor": trend["p_floor"],
                      "teachers": trend["n"], "seeds": trend["seeds"], "verdict": trend["verdict"]})

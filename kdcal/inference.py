@@ -119,7 +119,7 @@ def units_needed_mean(std: float, margin: float, limit: int = 1000) -> float:
 def seed_effect(values, direction: str, margin: float) -> dict:
     """One value per seed -> estimate, t-interval, verdict, mde, seeds needed."""
     mean, std, lo, hi, n = t_interval(values)
-    return {"estimate": mean, "ci_low": lo, "ci_high": hi, "n": n, "unit": "seeds",
+    return {"estimate": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n, "unit": "seeds",
             "p_floor": 0.0 if n >= 2 else np.nan, "margin": margin,
             "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin),
             "verdict": decide(lo, hi, direction, margin)}
