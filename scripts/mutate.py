@@ -125,13 +125,36 @@ def results() -> dict[str, str]:
     return status
 
 
+def print_diffs(names: list[str], status: dict[str, str]) -> None:
+    """Each mutant's diff, every mutated module parsed once (``mutmut show`` parses the whole
+    module per mutant: minutes for a few hundred survivors)."""
+    from difflib import unified_diff
+
+    from mutmut.mutation.diff_apply import read_mutant_function, read_original_function
+
+    modules: dict[str, cst.Module] = {}
+    for name in names:
+        path = Path("mutants", *name.split("__mutmut_")[0].split(".")[:-1]).with_suffix(".py")
+        if path not in modules:
+            modules[path] = cst.parse_module((WORK / path).read_text())
+        before, after = (cst.Module([f]).code.strip().split("\n") for f in
+                         (read_original_function(modules[path], name),
+                          read_mutant_function(modules[path], name)))
+        print(f"# {name}: {status[name]}")
+        print("\n".join(unified_diff(before, after, str(path), str(path), lineterm="", n=1)))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="parallel mutants")
     ap.add_argument("--keep", action="store_true", help="reuse earlier results in .mutmut/")
+    ap.add_argument("--report", action="store_true",
+                    help="print the last run's survivors and score without running mutmut")
     ap.add_argument("--only", nargs="*", default=[],
                     help="mutant name globs, e.g. 'kdcal.distill*' (default: every mutant)")
     args = ap.parse_args(argv)
+    if args.report:
+        return report(results(), minutes=None, jobs=None)
     prepare(args.keep)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutants, not ./kdcal
     env["PYTHONWARNINGS"] = "ignore"
@@ -146,9 +169,16 @@ def main(argv=None) -> int:
     if proc.returncode != 0 or not status:
         print(f"mutmut failed (exit {proc.returncode}); see the output above", file=sys.stderr)
         return proc.returncode or 1
+    return report(status, minutes, args.jobs)
+
+
+def report(status: dict[str, str], minutes: float | None, jobs: int | None) -> int:
+    """The survivors' diffs, then their names, the per-module counts and the score, last."""
+    if not status:
+        print("no mutmut results in .mutmut/ (run make mutate first)", file=sys.stderr)
+        return 1
     survivors = sorted(n for n, s in status.items() if s not in KILLED)
-    for name in survivors:
-        subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=WORK, env=env)
+    print_diffs(survivors, status)
     print("\nsurviving mutants:")
     for name in survivors:
         print(f"  {name}: {status[name]}")
@@ -162,8 +192,9 @@ def main(argv=None) -> int:
     for module, (k, n) in sorted(by_file.items()):
         print(f"  {module}: {k} / {n}")
     killed = sum(s in KILLED for s in status.values())
-    print(f"\nmutation score: {killed} / {len(status)} killed ({100 * killed / len(status):.1f}%) "
-          f"in {minutes:.1f} min with {args.jobs} jobs; 'no tests' and 'suspicious' count as survivors")
+    took = f" in {minutes:.1f} min with {jobs} jobs" if minutes is not None else ""
+    print(f"\nmutation score: {killed} / {len(status)} killed ({100 * killed / len(status):.1f}%)"
+          f"{took}; 'no tests' and 'suspicious' count as survivors")
     return 0
 
 
