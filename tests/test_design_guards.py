@@ -334,3 +334,69 @@ def test_training_without_zero_grad_gives_other_weights(cpu_engine, monkeypatch)
     diff = max(float((real.state_dict()[k].float() - accumulated.state_dict()[k].float()).abs().max())
                for k in real.state_dict())
     assert diff > 1e-3
+
+
+# ---------------------------------------------------------------- d. what a student group trains
+class _Stop(Exception):
+    """Raised by a stand-in train_group once it has seen its arguments."""
+
+
+def _group_arguments(monkeypatch, cfg, st: Study, todo: list[dict], log) -> dict:
+    seen = {}
+
+    def capture(members, splits, recipe, seed, engine, *args, **kw):
+        seen.update(members=members, seed=seed, args=args, kw=kw)
+        raise _Stop
+
+    monkeypatch.setattr(study, "train_group", capture)
+    with pytest.raises(_Stop):
+        study._student_group_task(cfg, st, todo, log=log)
+    return seen
+
+
+def test_a_student_group_gets_its_teacher_targets_checkpoint_and_log(tmp_path, monkeypatch):
+    """Each member's loss needs the teacher (but the baseline's); a cal- member distills on its
+    fitted calibrator's targets of the teacher's training logits; the loop gets the group's
+    checkpoint path, its label and the caller's log; every run's config is recorded."""
+    from kdcal.calibration import TemperatureCalibrator
+    cfg = config.resolve("smoke", {**GROUP_CFG, "seeds": [0], "tau_grid": [], "calibrators":
+                                   ["temperature"], "teacher_temperature_grid": [],
+                                   "modes": ["uncalibrated", "cal-temperature"]})
+    st = _fake_teachers(cfg, tmp_path)
+    groups = {}
+    for p in study.student_plan(cfg, tmp_path):
+        groups.setdefault(p["group"], []).append(p)
+    todo = next(g for g in groups.values() if g[0]["teacher_rid"])
+    rid = todo[0]["teacher_rid"]
+    z = store.load_arrays(st.run_dir(rid) / "logits.npz")
+    splits = study.load_splits(cfg)
+    cal = TemperatureCalibrator().fit(z["val_logits"], splits.val_y.numpy())
+    write_json({"state": cal.state()}, st.run_dir(rid) / "calibrators" / "temperature.json")
+
+    def log(*_):
+        pass
+
+    seen = _group_arguments(monkeypatch, cfg, st, todo, log)
+    assert seen["args"][0] == st.root / study._group_checkpoint(todo[0]["group"], todo)
+    assert seen["kw"]["desc"] == "students of resnet8 seed 0"
+    assert seen["kw"]["log"] is log and seen["kw"]["teacher"] is None  # no augmentation
+    members = seen["members"]
+    assert sorted(members) == ["cal-temperature", "uncalibrated"]
+    assert all(m.needs_teacher for m in members.values())
+    assert members["uncalibrated"].teacher_logits is None  # the shared teacher logits
+    expected = torch.from_numpy(cal.target_logits(z["train_logits"])).float()
+    assert torch.equal(members["cal-temperature"].teacher_logits, expected)
+    for p in todo:
+        assert read_json(st.run_dir(p["rid"]) / "config.json") == p["config"]
+
+    base = _group_arguments(monkeypatch, cfg, st, groups["baseline-s0"], log)
+    assert [m.needs_teacher for m in base["members"].values()] == [False]
+
+
+def test_two_students_of_one_name_in_a_group_refused(tmp_path, monkeypatch):
+    cfg = config.resolve("smoke", {**GROUP_CFG, "seeds": [0]})
+    st = _fake_teachers(cfg, tmp_path)
+    base = next(p for p in study.student_plan(cfg, tmp_path) if p["mode"] == "baseline")
+    with pytest.raises(RuntimeError, match=r"^two planned students named 'baseline' in the "
+                                           r"group of baseline-s0$"):
+        _group_arguments(monkeypatch, cfg, st, [base, base], lambda *_: None)
