@@ -685,6 +685,11 @@ def test_claims_table_tuned_tau_claim_from_a_single_seed():
         per_seed_diff(students, "replace", tuned_by_hand(students))[0])
 
 
+def test_claims_table_with_nothing_to_claim_keeps_its_columns():
+    got = analysis.claims_table(RESULTS[RESULTS["mode"] == "baseline"], CUSTOM)
+    assert got.empty and list(got.columns) == analysis.CLAIM_COLUMNS
+
+
 def test_claims_table_no_tuned_tau_claim_without_replace():
     res = RESULTS[RESULTS["mode"] != "replace"]
     got = analysis.claims_table(res, CUSTOM)
@@ -799,7 +804,7 @@ def tau_students():
             for mode, acc in (("replace", 0.9), ("compose", 0.95)):
                 rows.append({"seed": seed, "teacher": teacher, "teacher_params": params[teacher],
                              "mode": mode, "kd_tau": 4.0, "val_acc": 0.5,
-                             "acc": acc + 0.01 * seed})
+                             "acc": acc + 0.01 * seed + 0.001 * len(teacher)})
     return pd.DataFrame(rows)
 
 
@@ -827,7 +832,7 @@ def test_tau_controls_every_column():
             mean, _, lo, hi, _ = t_ci(g.loc[g["kd_tau"] == tau, "acc"])
             row.update({f"acc_{label}_tau": mean, f"acc_{label}_tau_ci": (lo, hi)})
         for mode, acc in (("replace", 0.9), ("compose", 0.95)):
-            row[f"acc_{mode}"] = acc + 0.005  # seeds 0 and 1 only
+            row[f"acc_{mode}"] = acc + 0.005 + 0.001 * len(teacher)  # seeds 0 and 1 only
         rows.append(row)
     want = pd.DataFrame(rows, index=[0, 2, 1])
     assert list(got.columns) == list(want.columns)
@@ -840,9 +845,9 @@ def test_tau_controls_without_calibrated_students_and_with_one_tau():
     s = tau_students()
     got = analysis.tau_controls(s[~s["mode"].isin(["replace", "compose"])], 4.0)
     assert got["acc_replace"].isna().all() and got["acc_compose"].isna().all()
-    one_tau = s[(s["mode"] != "tau_sweep") | (s["kd_tau"] == 4.0)]
-    assert analysis.tau_controls(one_tau.assign(
-        mode=one_tau["mode"].where(one_tau["seed"] != 0, "tau_sweep")), 4.0).empty
+    # a sweep that only repeats the default tau is no grid to tune on
+    repeat = s[(s["mode"] == "uncalibrated") & (s["seed"] == 0)].assign(mode="tau_sweep")
+    assert analysis.tau_controls(pd.concat([s[s["mode"] != "tau_sweep"], repeat]), 4.0).empty
     two_taus = s[(s["mode"] != "tau_sweep") | (s["kd_tau"] == 8.0)]
     got = analysis.tau_controls(two_taus, 4.0)
     assert got["best_tau"].tolist() == [8.0, 8.0, 4.0]
