@@ -425,7 +425,7 @@ def test_claim_row_fills_what_the_effect_lacks_with_nan():
         assert isinstance(got[k], float) and math.isnan(got[k]), k
 
 
-# ---------------------------------------------------------------- claim 2: every teacher, both metrics
+# ------------------------------------------------------------- claim 2: every teacher, both metrics
 CLAIM2 = "2. temperature scaling lowers ECE and NLL for every teacher"
 Z4 = np.array([-1.5, -0.5, 0.5, 1.5])  # four seeds around their mean
 
