@@ -58,6 +58,17 @@ class Task:
     inputs: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
     label: str = ""
+    cost: float = 0.0  # relative work (any unit): side by side, the largest start first
+
+
+def largest_first(tasks: list[Task]) -> list[Task]:
+    """The order to hand tasks to parallel workers: by cost, largest first, ties in plan order.
+
+    Started in plan order, the largest teacher of the last seed trains alone at the end while the
+    other worker idles; largest first leaves only small tasks for the tail (LPT scheduling).
+    Each task is seeded on its own, so the order changes no result, only the log's order.
+    """
+    return sorted(tasks, key=lambda t: -t.cost)
 
 
 def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=print) -> None:
@@ -70,9 +81,9 @@ def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=
         else:
             todo.append(task)
     if cfg.executor == "ray":
-        _run_on_ray(cfg, study, todo, desc, log)
+        _run_on_ray(cfg, study, largest_first(todo), desc, log)
     elif cfg.workers > 1 and len(todo) > 1:
-        _run_in_workers(cfg, study, todo, desc, log)
+        _run_in_workers(cfg, study, largest_first(todo), desc, log)
     else:  # one by one here: the thread count is training_threads(cfg), as in the workers
         for task in todo:
             task.fn(cfg, study, *task.args, log=log)

@@ -18,7 +18,7 @@ from .config import StudyConfig, training_threads
 from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
 from .distill import make_kd_loss, make_loss, mode_temperatures
 from .executor import Task, run_tasks
-from .models import build_model, count_params
+from .models import build_model, count_params, forward_macs
 from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
                     atomic_torch_save, write_csv, write_json)
 from .train import Engine, Member, Recipe, make_engine, predict, train_group
@@ -144,11 +144,27 @@ def _seed_all(seed: int) -> None:
 def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     """Train every (teacher, seed) not already done; save checkpoint, logits and metrics."""
     study = Study(study_dir)
-    tasks = [Task(_teacher_task, (rid, arch, seed), [rid], checkpoints=[_train_checkpoint(rid)],
-                  label=f"teacher {arch} seed {seed}") for rid, arch, seed in teacher_runs(cfg)]
     with study.lock():
-        run_tasks(cfg, study, tasks, "teachers", log)
+        run_tasks(cfg, study, teacher_tasks(cfg), "teachers", log)
     return teacher_table(cfg, study_dir)
+
+
+def teacher_tasks(cfg: StudyConfig) -> list[Task]:
+    """One task per (teacher, seed), in plan order, each with its relative cost."""
+    return [Task(_teacher_task, (rid, arch, seed), [rid], checkpoints=[_train_checkpoint(rid)],
+                 label=f"teacher {arch} seed {seed}", cost=training_cost(arch, cfg.teacher_epochs))
+            for rid, arch, seed in teacher_runs(cfg)]
+
+
+@lru_cache(maxsize=None)
+def _relative_macs(arch: str) -> int:
+    """Forward multiply-accumulates on a 28x28 grey image: only the ratios between archs matter."""
+    return forward_macs(arch, 1, 10, 28)
+
+
+def training_cost(arch: str, epochs: int, models: int = 1) -> float:
+    """Relative work of training ``models`` copies of ``arch`` for ``epochs`` (task ordering)."""
+    return float(_relative_macs(arch) * epochs * models)
 
 
 def _train_checkpoint(rid: str) -> str:
@@ -497,7 +513,8 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
             groups.setdefault(p["group"], []).append(p)
     tasks = [Task(_student_group_task, (todo,), [p["rid"] for p in todo],
                   inputs=_teacher_files(cfg, todo), checkpoints=[_group_checkpoint(group, todo)],
-                  label=f"students of {todo[0]['teacher_arch'] or 'no teacher'} seed {todo[0]['seed']}")
+                  label=f"students of {todo[0]['teacher_arch'] or 'no teacher'} seed {todo[0]['seed']}",
+                  cost=training_cost(cfg.student, cfg.student_epochs, len(todo)))
              for group, todo in groups.items()]
     with study.lock():
         run_tasks(cfg, study, tasks, "student groups", log)
@@ -677,7 +694,6 @@ def write_results(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 
 def architecture_table(cfg: StudyConfig, splits: Splits) -> pd.DataFrame:
     """Parameters and forward cost of the teachers and the student on this dataset's shapes."""
-    from .models import forward_macs
 
     rows = []
     for role, arch in [*(("teacher", a) for a in cfg.teachers), ("student", cfg.student)]:

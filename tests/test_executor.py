@@ -191,6 +191,29 @@ def test_stopping_the_driver_leaves_no_worker_behind(tmp_path, how):
     assert not (tmp_path / "c.started").exists(), "a task started after the stop"
 
 
+def test_workers_get_the_largest_tasks_first_ties_in_plan_order():
+    tasks = [Task(_fake_run, (n, 0.0), [n], cost=c)
+             for n, c in [("a", 1.0), ("b", 5.0), ("c", 1.0), ("d", 3.0), ("e", 5.0)]]
+    assert [t.runs[0] for t in executor.largest_first(tasks)] == ["b", "e", "d", "a", "c"]
+    assert [t.runs[0] for t in tasks] == ["a", "b", "c", "d", "e"]  # the plan is not reordered
+
+
+def test_teacher_tasks_cost_what_their_training_costs():
+    """Costs follow forward MACs x epochs, so the widest teacher of the last seed starts first,
+    not last (where it would train alone while the other worker idles)."""
+    cfg = config.resolve("evidence")
+    tasks = study.teacher_tasks(cfg)
+    assert [t.label for t in tasks][:2] == ["teacher resnet8 seed 0", "teacher resnet14 seed 0"]
+    cost = {t.label.split()[1]: t.cost for t in tasks}
+    assert cost["resnet8"] < cost["resnet14"] < cost["resnet20"] < cost["resnet32"]
+    assert cost["resnet8"] < cost["resnet8x2"] < cost["resnet8x4"] < cost["resnet14x3"]
+    assert study.training_cost("resnet8", 20) == 2 * study.training_cost("resnet8", 10)
+    assert study.training_cost("resnet8", 10, models=3) == 3 * study.training_cost("resnet8", 10)
+    first = executor.largest_first(tasks)
+    assert {t.label for t in first[:5]} == {f"teacher resnet14x3 seed {s}" for s in range(5)}
+    assert first[-1].label == "teacher resnet8 seed 4"
+
+
 def test_parallel_workers_give_the_same_study_byte_for_byte(tmp_path):
     """workers=2 (one thread per training) against one by one in this process, one thread."""
     import numpy as np
