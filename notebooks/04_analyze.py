@@ -128,6 +128,13 @@ tables.show(claims)
 print(analysis.claims_summary(claims))
 
 # %% [markdown]
+# **What each profile can settle.** `tutorial` (2 teachers, 2 seeds) settles nothing: it is for learning the
+# pipeline. `quick` (4 teachers, 3 seeds) cannot settle any size claim (an exact permutation over 4 teachers
+# gives p >= 2/4! = 0.083) and settles a paired claim only if its effect is several times the half-point
+# margin. `evidence` (7 teachers over 20x in size, 5 seeds, teachers trained to fit their training set) is the
+# design for findings: its size claims can reach the 5% level (p >= 2/7! = 0.0004) and the notes above say,
+# claim by claim, how many seeds or teachers would settle what it leaves open.
+#
 # ## Reading the intervals and verdicts, in plain words
 #
 # - **The seed is the unit.** One seed fixes a teacher's and a student's initial weights and batches. Two
@@ -149,14 +156,16 @@ print(analysis.claims_summary(claims))
 #    (`students.pivot_table(index="seed", columns="mode", values="acc")`). *Expected:* the per-seed
 #    differences vary by about as much as their mean: that spread is what the interval measures.
 # 2. Rerun notebooks 1-4 with `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the intervals of claims 3-5
-#    narrow (roughly by $\sqrt{2/3}$ in width, more from the t quantile), verdicts may move from
-#    *underpowered*; claim 1 (bigger teachers are less calibrated) stays supported.
+#    narrow (roughly by $\sqrt{2/3}$ in width, more from the t quantile), paired verdicts may move from
+#    *underpowered*; the size claims (1, 3, 4) stay underpowered, whatever the seeds: the tutorial's 2
+#    teachers give no interval.
 # 3. Read claim 2's row: which teacher is "least favourable"? *Expected:* the one whose ECE or NLL improves
 #    least under temperature scaling, usually the smallest, best-calibrated teacher.
 #
 # <details><summary>Answers</summary>
 #
 # 1. With the seed as the unit, the per-seed differences *are* the data; their spread sets the interval.
-# 2. A t-interval shrinks with $\sqrt{n}$ and its quantile falls from 12.7 (2 seeds) to 4.3 (3 seeds).
+# 2. A t-interval shrinks with $\sqrt{n}$ and its quantile falls from 12.7 (2 seeds) to 4.3 (3 seeds). A
+#    size claim has the teacher as its unit: more seeds sharpen each teacher's mean, never the count.
 # 3. A teacher that is already calibrated has little to gain, so its improvement is the weakest link.
 # </details>

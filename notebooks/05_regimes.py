@@ -16,9 +16,9 @@
 # %% [markdown]
 # # 5. When does calibration matter? A map of the regimes
 #
-# At the small scale of the quick profile the first claim shows sharply (bigger teachers are more
-# over-confident), while the student-side claims sit at seed-noise level. This notebook asks where,
-# if anywhere, calibrating the teacher *does* change what the student learns.
+# When teachers fit their training set, the paper's premise shows (bigger teachers are more
+# over-confident: fitted T and ECE rise with size), while the student-side claims sit near seed noise.
+# This notebook asks where, if anywhere, calibrating the teacher *does* change what the student learns.
 #
 # **Design.** Every row of the map below is a *cell*: the base study of notebooks 1-4 with **one**
 # setting changed (one factor at a time, not a full factorial, so effects are read against the same
@@ -33,14 +33,17 @@
 # | `label_noise` | symmetric noise in the *teachers'* training labels (val, test and student labels stay clean): memorising noise makes teachers confidently wrong |
 # | `train_size` | teachers that memorise a small training set give near one-hot targets on it |
 # | `transfer_size` | students distill on images the teachers never trained on, where the teachers' outputs are not memorised one-hots |
+# | `teacher_epochs` | over-training: teachers trained longer fit their training set and grow more over-confident (the base trains them to fit; 10 epochs stop short) |
 # | `teachers` | a ladder by width instead of by depth |
 # | `teacher_weight_decay`, `teacher_norm` | weight decay and batch norm, which Guo et al. (2017) found to drive miscalibration |
 # | `dataset` | number of classes (Fashion-MNIST's 10 against CIFAR-100's 100, GPU profiles only) |
 #
-# **Statistics.** The effect in a cell is the student's test accuracy under the calibrated mode minus
-# uncalibrated KD, paired by teacher and seed, with a 95% t-interval over those pairs. The correlations
-# are Spearman's, with the interval rule of notebook 4 (envelope of a whole-seed bootstrap and a
-# per-seed t-interval). With many cells, some intervals exclude zero by chance: the summary says how many
+# **Statistics** (notebook 4's rules). The effect in a cell is the student's test accuracy under the
+# calibrated mode minus uncalibrated KD, paired by teacher and seed, averaged over the cell's teachers per
+# seed, with a 95% t-interval over those per-seed means (the seed is the unit: two seeds give one degree
+# of freedom, and a wide interval). The size columns are Spearman correlations of teacher means with an
+# exact permutation p-value over the cell's teachers (3 teachers allow p >= 1/3: no size verdict is
+# possible in a cell). With many cells, some intervals exclude zero by chance: the summary says how many
 # to expect.
 
 # %% [markdown]
