@@ -116,7 +116,8 @@ def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman") -
 
 
 def _kd_students(students: pd.DataFrame) -> pd.DataFrame:
-    """Students of the distillation modes (calibrator targets included), not sweeps or controls."""
+    """Students of the distillation modes (calibrator targets included), not the baseline,
+    sweeps or controls."""
     return students[students["mode"].isin(KD_MODES) | students["mode"].str.startswith("cal-")]
 
 
@@ -125,8 +126,6 @@ def size_correlations(students: pd.DataFrame) -> pd.DataFrame:
     and the slope per doubling with its interval and verdict (teachers as units)."""
     rows = []
     for mode, g in _kd_students(students).groupby("mode", sort=False):
-        if mode == "baseline":
-            continue
         trend = size_trend(g, "teacher_params", "acc")
         spearman = correlation(g, "teacher_params", "acc", "spearman")
         rows.append({"mode": mode, "spearman": spearman["estimate"],
@@ -150,8 +149,6 @@ def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
     (over every student, descriptive: no test, since these rows are not independent)."""
     rows = []
     for mode, g in _kd_students(students).groupby("mode", sort=False):
-        if mode == "baseline":
-            continue
         for predictor in ("teacher_ece", "teacher_acc"):
             rows.append({"mode": mode, "predictor": predictor,
                          "r2": r_squared(g[predictor], g["acc"]),
