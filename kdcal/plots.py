@@ -46,13 +46,26 @@ def save(fig, figures_dir, name: str) -> list[Path]:
     return paths
 
 
+CLOSE_TICKS = 1.4  # size ratio under which two neighbouring tick labels would overlap
+
+
+def size_tick_labels(params, names) -> list[str]:
+    """One label per model, "name\nNNNk"; a model within CLOSE_TICKS of the one before it (say
+    resnet20 and resnet8x2, 272k and 308k) gets its label two lines lower, so the two stay legible."""
+    labels, lowered, previous = [], False, None
+    for p, a in zip(params, names):
+        lowered = previous is not None and p / previous < CLOSE_TICKS and not lowered
+        labels.append(("\n\n" if lowered else "") + f"{a}\n{p / 1e3:.0f}k")
+        previous = p
+    return labels
+
+
 def _size_axis(ax, frame: pd.DataFrame, params: str, arch: str) -> None:
     """Log x axis with one tick per model, labelled with its name and parameter count."""
     ticks = frame[[params, arch]].drop_duplicates().sort_values(params)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xticks(ticks[params], [f"{a}\n{p / 1e3:.0f}k" for p, a in zip(ticks[params], ticks[arch])],
-                  fontsize=8)
+    ax.set_xticks(ticks[params], size_tick_labels(ticks[params], ticks[arch]), fontsize=8)
 
 
 MIN_SEEDS_FOR_INTERVAL = 3  # below this, figures show the seeds' dots and their mean only

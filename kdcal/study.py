@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import metrics
-from .calibration import fit_temperature
+from .calibration import CalibrationError, fit_temperature
 from .config import StudyConfig, training_threads
 from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
 from .distill import make_kd_loss, make_loss, mode_temperatures
@@ -338,15 +338,23 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     with study.lock():
         for rid, arch, seed in teacher_runs(cfg):
             run = study.run_dir(rid)
-            if (run / "failed.json").exists() and not study.is_done(rid):
-                log(f"[{rid}] skipped: training failed ({read_json(run / 'failed.json')['error']})")
+            if (run / "failed.json").exists():  # diverged, or nothing to calibrate (below)
+                log(f"[{rid}] skipped: {read_json(run / 'failed.json')['error']}")
                 continue
             if not study.is_done(rid):
                 raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) has not been trained; "
                                    "run notebook 01 first")
             if (run / "calibration.json").exists():
                 continue
-            c = _calibrate_run(study, rid, cfg)
+            try:
+                c = _calibrate_run(study, rid, cfg)
+            except CalibrationError as exc:
+                # a teacher that never learned (constant logits: a deep net without batch norm
+                # can stay at chance) has no temperature; it teaches nobody, the others go on
+                write_json({"error": f"not calibrated: {exc}"}, run / "failed.json")
+                log(f"[{rid}] FAILED: teacher {arch} seed {seed} not calibrated ({exc}); it "
+                    "teaches nobody, the other runs continue")
+                continue
             log(f"[{rid}] T={c['temperature']:.3f} test ECE {c['test_before']['ece']:.4f} -> "
                 f"{c['test_after']['ece']:.4f}")
     return calibration_table(cfg, study_dir)
@@ -377,7 +385,7 @@ def compare_calibrators(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
     with study.lock():
         for rid, arch, seed in teacher_runs(cfg):
             run = study.run_dir(rid)
-            if not study.is_done(rid):
+            if not study.is_done(rid) or (run / "failed.json").exists():
                 continue
             z = None
             for method in cfg.calibrators:

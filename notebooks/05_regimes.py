@@ -33,7 +33,7 @@
 # | `label_noise` | symmetric noise in the *teachers'* training labels (val, test and student labels stay clean): memorising noise makes teachers confidently wrong |
 # | `train_size` | teachers that memorise a small training set give near one-hot targets on it |
 # | `transfer_size` | students distill on images the teachers never trained on, where the teachers' outputs are not memorised one-hots |
-# | `teacher_epochs` | over-training: teachers trained longer fit their training set and grow more over-confident (the base trains them to fit; 10 epochs stop short) |
+# | `teacher_epochs` | over-training: teachers trained until they fit their training set grow more over-confident than teachers stopped short of it |
 # | `teachers` | a ladder by width instead of by depth |
 # | `teacher_weight_decay`, `teacher_norm` | weight decay and batch norm, which Guo et al. (2017) found to drive miscalibration |
 # | `dataset` | number of classes (Fashion-MNIST's 10 against CIFAR-100's 100, GPU profiles only) |

@@ -184,3 +184,40 @@ def test_corrupt_dataset_file_is_named(tmp_path):
     (tmp_path / f"{FMNIST_FILES[0]}.gz").write_bytes(good[:20])  # truncated gzip
     with pytest.raises(DatasetError, match=FMNIST_FILES[0]):
         load_dataset("fmnist", root=tmp_path, download=False)
+
+
+def test_a_teacher_that_never_learned_is_failed_not_fatal(tmp_path):
+    """A teacher stuck at chance (constant logits: resnet20 without batch norm did this in a
+    regimes-quick cell) has no temperature. Calibration marks it failed in one line and goes on;
+    it teaches nobody; the other teachers are calibrated and teach."""
+    import numpy as np
+
+    from kdcal.store import Study, save_arrays, write_json
+
+    cfg = config.resolve("smoke", {"teachers": ["resnet8", "resnet14"], "seeds": [0]})
+    st = Study(tmp_path)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 9, 400)  # never class 9, the class its constant output favours
+    (stuck, _, _), (good, _, _) = study.teacher_runs(cfg)
+    for rid in (stuck, good):
+        if rid == stuck:
+            logits = np.tile(np.linspace(-0.1, 0.1, 10), (400, 1))  # the same output for every image
+        else:
+            logits = rng.normal(size=(400, 10)) + 3 * np.eye(10)[labels]
+        run = st.run_dir(rid)
+        run.mkdir(parents=True)
+        save_arrays({"val_logits": logits[:200], "val_labels": labels[:200],
+                     "test_logits": logits[200:], "test_labels": labels[200:]}, run / "logits.npz")
+        write_json({"acc": 0.1}, run / "metrics.json")
+    lines = []
+    study.calibrate_teachers(cfg, tmp_path, log=lines.append)
+    assert (st.run_dir(stuck) / "failed.json").exists()
+    assert not (st.run_dir(stuck) / "calibration.json").exists()
+    assert (st.run_dir(good) / "calibration.json").exists()
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 1 and "resnet8 seed 0 not calibrated" in failed[0]
+    teachers = {p["teacher_rid"] for p in study.student_plan(cfg, tmp_path)}
+    assert good in teachers and stuck not in teachers
+    again = []
+    study.calibrate_teachers(cfg, tmp_path, log=again.append)  # a rerun skips it, names why
+    assert any(line.startswith(f"[{stuck}] skipped: not calibrated") for line in again)

@@ -32,3 +32,20 @@ def test_quick_student_run_ids_match_the_committed_reference():
     t = round(float(teachers[rid]), 6)
     rc = study.student_run_config(cfg, seed, "replace", rid, t, engine)
     assert study.run_id("student", f"{cfg.student}-replace-{arch}-s{seed}", rc) in set(committed["run_id"])
+
+
+EVIDENCE = REFERENCE.parents[1] / "evidence" / "results.csv"
+
+
+@pytest.mark.skipif(not EVIDENCE.exists(), reason="no committed evidence run")
+def test_evidence_run_ids_match_the_committed_evidence_run():
+    """README's findings come from outputs/evidence: `kdcal run --profile evidence` must find
+    those runs (same teachers, same baseline students), not silently start another study."""
+    committed = pd.read_csv(EVIDENCE)
+    cfg = config.resolve("evidence")
+    engine = study.make_engine("cpu", "bf16")
+    ids = {rid for rid, _, _ in study.teacher_runs(cfg, engine)}
+    assert ids == set(committed.loc[committed["role"] == "teacher", "run_id"])
+    for seed in cfg.seeds:
+        rc = study.student_run_config(cfg, seed, "baseline", None, None, engine)
+        assert study.run_id("student", f"{cfg.student}-baseline-s{seed}", rc) in set(committed["run_id"])
