@@ -156,6 +156,8 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 def rank_correlation(x, y, method: str = "spearman") -> float:
     """Spearman or Kendall; NaN where undefined (fewer than 3 points or a constant)."""
+    if method not in ("spearman", "kendall"):
+        raise ValueError(f"rank correlation method {method!r}: use 'spearman' or 'kendall'")
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan

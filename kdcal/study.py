@@ -339,7 +339,9 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
         for rid, arch, seed in teacher_runs(cfg):
             run = study.run_dir(rid)
             if (run / "failed.json").exists():  # diverged, or nothing to calibrate (below)
-                log(f"[{rid}] skipped: {read_json(run / 'failed.json')['error']}")
+                why = read_json(run / "failed.json")["error"]
+                log(f"[{rid}] skipped: {why}" if study.is_done(rid)
+                    else f"[{rid}] skipped: training failed ({why})")
                 continue
             if not study.is_done(rid):
                 raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) has not been trained; "

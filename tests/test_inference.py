@@ -171,3 +171,8 @@ def test_intervals_never_collapse_while_the_data_vary():
     assert e["ci_low"] < 0.011 < e["ci_high"]
     s = inference.size_effect(np.arange(6.0), np.array([0, 1, 2, 3, 4, 6.0]), "positive", 0.1)
     assert s["ci_low"] < s["estimate"] < s["ci_high"]
+
+
+def test_an_unknown_rank_correlation_method_is_refused_by_name():
+    with pytest.raises(ValueError, match="'kendal'"):
+        inference.rank_correlation([1, 2, 3], [1, 3, 2], "kendal")

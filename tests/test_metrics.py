@@ -521,3 +521,10 @@ def test_summarize_probs_matches_summarize():
     hard = np.eye(3)[[0, 1, 2]]
     out = metrics.summarize_probs(hard, np.array([0, 1, 0]))
     assert out["nll"] == pytest.approx(-np.log(1e-12) / 3)
+
+
+def test_softmax_of_large_logits_stays_finite():
+    """Shifting by the row maximum is what keeps exp from overflowing (softmax is shift-invariant,
+    so only large logits tell a subtracted maximum from an added one)."""
+    p = metrics.softmax(np.array([[1000.0, 0.0, -1000.0]]))
+    assert np.isfinite(p).all() and np.allclose(p, [[1.0, 0.0, 0.0]])
