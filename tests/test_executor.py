@@ -169,7 +169,11 @@ def test_stopping_the_driver_leaves_no_worker_behind(tmp_path, how):
     """Ctrl-C stops the workers at once; a killed driver's workers notice and exit."""
     import psutil
 
-    code = ("import sys; sys.path.insert(0, %r); import test_executor as t; "
+    # the driver dumps its threads' stacks on SIGUSR1, so that a hang names where it hangs
+    code = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+            "print('driver SIGINT handler:', signal.getsignal(signal.SIGINT), "
+            "'blocked:', sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])), file=sys.stderr, flush=True); "
+            "sys.path.insert(0, %r); import test_executor as t; "
             "from kdcal import config; from kdcal.executor import Task, run_tasks; "
             "from kdcal.store import Study; "
             "run_tasks(config.resolve('smoke', {'workers': 2}), Study(%r), "
@@ -184,7 +188,17 @@ def test_stopping_the_driver_leaves_no_worker_behind(tmp_path, how):
     workers = [psutil.Process(int(p.read_text())) for p in tmp_path.glob("*.started")]
     if how == "ctrl-c":
         driver.send_signal(signal.SIGINT)
-        assert driver.wait(timeout=120) != 0
+        try:
+            driver.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            driver.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            driver.kill()
+            pytest.fail(f"the driver did not exit within 120 s of SIGINT (this process: SIGINT "
+                        f"handler {signal.getsignal(signal.SIGINT)}, blocked "
+                        f"{sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}); its stderr "
+                        f"and threads:\n{driver.stderr.read()[-8000:]}")
+        assert driver.returncode != 0
         assert "KeyboardInterrupt" in driver.stderr.read()
     else:
         driver.kill()
