@@ -16,7 +16,7 @@ from .calibration import CALIBRATORS
 from .data import DATASETS
 from .distill import KD_MODES
 from .models import ARCHS, NORMS
-from .train import PACK_CHOICES
+from .train import COMPILE_MODES, PACK_CHOICES
 
 MODES = KD_MODES
 # training images per dataset (synthetic: synthetic_train), for checking sizes before any work
@@ -108,6 +108,7 @@ class StudyConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str = "default"  # with compile: default, reduce-overhead (CUDA graphs), max-autotune
     # the students of one teacher and seed as one packed network (never part of run ids: it
     # changes results in the last bits only, so byte-identical tables need the same setting):
     # auto = packed on CUDA, separate loops on a CPU (measured faster there)
@@ -315,6 +316,7 @@ def validate(cfg: StudyConfig) -> None:
     _choice("device", cfg.device, DEVICES)
     _choice("amp", cfg.amp, AMP)
     _choice("pack_students", cfg.pack_students, PACK_CHOICES)
+    _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)
     for arch in [*cfg.teachers, cfg.student]:
         _choice("architecture", arch, list(ARCHS))
     if not cfg.teachers:

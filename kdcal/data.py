@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +98,13 @@ def _stage_fmnist(root: Path) -> bool:
                 if (raw / f).exists():
                     continue
                 src = source / f if (source / f).exists() else source / f"{f}.gz"
-                tmp = raw / f"{f}.tmp"
+                # a temporary name of its own: parallel workers may stage the same file at once,
+                # and each must rename only what it wrote (the contents are the same)
+                fd, name = tempfile.mkstemp(dir=raw, prefix=f".{f}.", suffix=".tmp")
+                tmp = Path(name)
                 try:
                     opener = gzip.open if src.suffix == ".gz" else open
-                    with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                    with os.fdopen(fd, "wb") as fout, opener(src, "rb") as fin:
                         shutil.copyfileobj(fin, fout)
                 except (OSError, EOFError, gzip.BadGzipFile) as exc:
                     tmp.unlink(missing_ok=True)

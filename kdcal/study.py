@@ -92,7 +92,8 @@ def load_splits(cfg: StudyConfig, engine: Engine | None = None) -> Splits:
 def engine_for(cfg: StudyConfig) -> Engine:
     if training_threads(cfg):
         torch.set_num_threads(training_threads(cfg))
-    return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, cfg.pack_students)
+    return make_engine(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, cfg.pack_students,
+                       cfg.compile_mode)
 
 
 def _amp_name(engine: Engine) -> str:

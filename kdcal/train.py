@@ -22,6 +22,9 @@ from .store import atomic_torch_save, safe_torch_load
 
 
 PACK_CHOICES = ("auto", "on", "off")
+# torch.compile's modes; reduce-overhead adds CUDA graphs (one replay per step instead of a launch
+# per kernel), which only a GPU has
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -61,6 +64,7 @@ class Engine:
     channels_last: bool = True
     compile: bool = False
     pack_students: str = "auto"
+    compile_mode: str = "default"  # torch.compile's mode, when compile is on
 
     def packs(self, n_members: int) -> bool:
         """Whether a group of ``n_members`` trains packed."""
@@ -104,7 +108,8 @@ def cpu_has_bf16() -> bool:
 
 
 def make_engine(device: str = "cpu", amp: str = "auto", channels_last: bool = True,
-                compile: bool = False, pack_students: str = "auto") -> Engine:
+                compile: bool = False, pack_students: str = "auto",
+                compile_mode: str = "default") -> Engine:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -115,7 +120,9 @@ def make_engine(device: str = "cpu", amp: str = "auto", channels_last: bool = Tr
         dtype = torch.bfloat16 if fast else None
     else:
         dtype = None
-    engine = Engine(dev, dtype, channels_last, compile, pack_students)
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile_mode {compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
+    engine = Engine(dev, dtype, channels_last, compile, pack_students, compile_mode)
     engine.packs(2)  # an unknown pack_students fails here, before any work
     return engine
 
@@ -161,11 +168,12 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
     packed = PackedModels([nets[n] for n in names]) if engine.packs(len(names)) else None
     if packed is not None:  # one network, one optimizer: SGD is elementwise, so per member
         packed_net = engine.prepare(packed.net)
-        runner = torch.compile(packed_net) if engine.compile else packed_net
+        runner = torch.compile(packed_net, mode=engine.compile_mode) if engine.compile else packed_net
         packed_opt = torch.optim.SGD(packed_net.parameters(), **sgd)
         opts = {}
     else:
-        runners = {n: (torch.compile(net) if engine.compile else net) for n, net in nets.items()}
+        runners = {n: (torch.compile(net, mode=engine.compile_mode) if engine.compile else net)
+                   for n, net in nets.items()}
         opts = {n: torch.optim.SGD(net.parameters(), **sgd) for n, net in nets.items()}
     history = {n: [] for n in names}
     failed: dict[str, str] = {}

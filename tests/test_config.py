@@ -140,3 +140,15 @@ def test_calibrator_target_modes_need_the_calibrator_and_fixed_inputs():
         resolve("quick", {"modes": ["cal-isotonic"]})  # isotonic is not among quick's calibrators
     with pytest.raises(ConfigError, match="needs augment=false"):
         resolve("quick", {"modes": ["cal-histogram"], "augment": True})
+
+
+def test_compile_mode_is_checked_and_never_enters_run_ids():
+    from kdcal import study
+
+    with pytest.raises(ConfigError, match="^compile_mode='graphs' is not valid; valid: default, "
+                                          "reduce-overhead, max-autotune$"):
+        resolve("smoke", {"compile_mode": "graphs"})
+    plain = resolve("smoke")
+    graphs = resolve("smoke", {"compile": True, "compile_mode": "reduce-overhead"})
+    assert study.engine_for(graphs).compile_mode == "reduce-overhead"
+    assert study.teacher_runs(plain) == study.teacher_runs(graphs)

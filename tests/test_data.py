@@ -451,3 +451,26 @@ def test_epoch_batches_deterministic_per_seed_and_epoch():
     other_epoch = torch.cat(epoch_batches(103, 16, seed=2, epoch=1))
     other_seed = torch.cat(epoch_batches(103, 16, seed=3, epoch=0))
     assert not torch.equal(flat, other_epoch) and not torch.equal(flat, other_seed)
+
+
+def test_fmnist_staged_by_two_workers_at_once(fmnist_gz, tmp_path, monkeypatch):
+    """Two workers of a study may stage the same idx file at the same moment (workers=2 on an
+    empty data folder): each writes its own temporary file, so neither loses its rename. Here
+    the second stages everything while the first is in the middle of its first copy."""
+    root = _copy_gz(fmnist_gz, tmp_path / "root")
+    real_copy, calls = shutil.copyfileobj, []
+
+    def interleaved(fin, fout, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            assert data._stage_fmnist(root)  # the other worker, start to finish
+        return real_copy(fin, fout, *args)
+
+    monkeypatch.setattr(data.shutil, "copyfileobj", interleaved)
+    assert data._stage_fmnist(root)
+    monkeypatch.setattr(data.shutil, "copyfileobj", real_copy)
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(data.FMNIST_FILES)  # no temporary left
+    for f in data.FMNIST_FILES:
+        with gzip.open(root / f"{f}.gz", "rb") as g:
+            assert (raw / f).read_bytes() == g.read(), f

@@ -240,3 +240,28 @@ def test_mixup_is_seeded_and_changes_training(splits, cpu_engine):
     a, b, plain = run(0.2), run(0.2), run(0.0)
     _assert_same_state(a, b)
     assert not torch.equal(a.state_dict()["fc.weight"], plain.state_dict()["fc.weight"])
+
+
+@pytest.mark.parametrize("pack", ["off", "on"])
+def test_compile_mode_reaches_torch_compile(splits, monkeypatch, pack):
+    """compile_mode (reduce-overhead: CUDA graphs) is what torch.compile gets, packed or not; an
+    unknown mode fails before any work, naming it."""
+    import kdcal.train as train
+
+    seen = []
+
+    def fake_compile(net, mode=None):
+        seen.append(mode)
+        return net
+
+    monkeypatch.setattr(train.torch, "compile", fake_compile)
+    engine = make_engine("cpu", "off", compile=True, pack_students=pack, compile_mode="reduce-overhead")
+    members = {n: Member(_model(0), _ce) for n in ("a", "b")}
+    train_group(members, splits, Recipe(epochs=1, **RECIPE), 0, engine, log=lambda line: None)
+    assert seen == ["reduce-overhead"] * (1 if pack == "on" else 2)
+    seen.clear()
+    train_group({"m": Member(_model(0), _ce)}, splits, Recipe(epochs=1, **RECIPE), 0,
+                make_engine("cpu", "off", pack_students=pack), log=lambda line: None)
+    assert seen == []  # compile off: never compiled
+    with pytest.raises(ValueError, match="unknown compile_mode 'fast'; valid: default, reduce-overhead"):
+        make_engine("cpu", "off", compile=True, compile_mode="fast")
