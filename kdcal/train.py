@@ -85,6 +85,10 @@ class Engine:
             model = model.to(memory_format=torch.channels_last)
         return model
 
+    def compiled(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``net`` itself, or compiled in this engine's mode when compile is on."""
+        return torch.compile(net, mode=self.compile_mode) if self.compile else net
+
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -168,12 +172,11 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
     packed = PackedModels([nets[n] for n in names]) if engine.packs(len(names)) else None
     if packed is not None:  # one network, one optimizer: SGD is elementwise, so per member
         packed_net = engine.prepare(packed.net)
-        runner = torch.compile(packed_net, mode=engine.compile_mode) if engine.compile else packed_net
+        runner = engine.compiled(packed_net)
         packed_opt = torch.optim.SGD(packed_net.parameters(), **sgd)
         opts = {}
     else:
-        runners = {n: (torch.compile(net, mode=engine.compile_mode) if engine.compile else net)
-                   for n, net in nets.items()}
+        runners = {n: engine.compiled(net) for n, net in nets.items()}
         opts = {n: torch.optim.SGD(net.parameters(), **sgd) for n, net in nets.items()}
     history = {n: [] for n in names}
     failed: dict[str, str] = {}
