@@ -105,6 +105,17 @@ def arch_names() -> list[str]:
     return list(ARCHS)
 
 
+FAMILIES = ("depth", "width")
+
+
+def family(name: str) -> str:
+    """The teacher ladder an architecture belongs to, read from its name: ``resnetN`` is the
+    depth ladder, ``resnetNxK`` the width ladder. Size claims never pool the two as one line."""
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHS)}")
+    return "depth" if ARCHS[name].width == 1 else "width"
+
+
 def build_model(name: str, in_channels: int = 3, num_classes: int = 10,
                 norm: str = "batch") -> CifarResNet:
     """Build a registered architecture; unknown names list the valid ones."""
