@@ -58,7 +58,7 @@ FAMILY_NAMES = {"depth": "depth ladder (resnetN)", "width": "width ladder (resne
 
 
 def mode_color(mode: str) -> str:
-    """The colour of a mode (or of a calibrator method, as its cal-<method> mode) in every figure."""
+    """The colour of a mode (a calibrator method: its cal-<method> mode) in every figure."""
     key = _ALIASES.get(mode, mode)
     if key not in MODE_PALETTE and f"cal-{key}" in MODE_PALETTE:
         key = f"cal-{key}"
@@ -231,9 +231,11 @@ def _family_lines(ax, frame: pd.DataFrame, x: str, value: str, teacher: str, col
 
 
 def significant(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high") -> np.ndarray:
-    """Filled-marker rule: the analysis's verdict when it has one, else 'interval excludes 0'."""
-    if "verdict" in frame:
-        return frame["verdict"].isin(DECIDED).to_numpy()
+    """Filled-marker rule: the analysis's verdict when it has one (the Holm-adjusted one first:
+    a table of many tests fills only what survives their number), else 'interval excludes 0'."""
+    for column in ("verdict_holm", "verdict"):
+        if column in frame:
+            return frame[column].isin(DECIDED).to_numpy()
     return ((frame[low] > 0) | (frame[high] < 0)).to_numpy()
 
 
@@ -242,10 +244,12 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
     """Teacher test ECE and NLL against parameter count, before and after temperature scaling,
     and test accuracy (which temperature scaling leaves as it is: one line, the teacher's)."""
     fig, axes = plt.subplots(1, 3, figsize=(15.5, 4.4))
-    panels = (("ece", "test ECE (15 bins)", (("uncalibrated", "ece"), ("cal-temperature", "ece_cal"))),
-              ("nll", "test NLL (nats)", (("uncalibrated", "nll"), ("cal-temperature", "nll_cal"))),
+    before_after = (("uncalibrated", ""), ("cal-temperature", "_cal"))
+    panels = (("ece", "test ECE (15 bins)", tuple((p, f"ece{s}") for p, s in before_after)),
+              ("nll", "test NLL (nats)", tuple((p, f"nll{s}") for p, s in before_after)),
               ("acc", "test accuracy", (("teacher", "acc"),)))
-    labels = {"uncalibrated": "uncalibrated", "cal-temperature": "temperature-scaled (cal-temperature)",
+    labels = {"uncalibrated": "uncalibrated",
+              "cal-temperature": "temperature-scaled (cal-temperature)",
               "teacher": "accuracy (the same after temperature scaling)"}
     for ax, (metric, ylabel, phases) in zip(axes, panels):
         for phase, col in phases:
@@ -277,8 +281,8 @@ def temperature_vs_size(teachers: pd.DataFrame):
     _size_axis(ax, teachers, "params", "arch")
     ax.set_xlabel("teacher parameters (log scale)")
     ax.set_ylabel("fitted temperature T")
-    ax.set_title(f"Temperature fitted on validation NLL (unitless)\n({_seed_note(teachers, 'arch')})",
-                 fontsize=10)
+    ax.set_title("Temperature fitted on validation NLL (unitless)\n"
+                 f"({_seed_note(teachers, 'arch')})", fontsize=10)
     handles, _ = ax.get_legend_handles_labels()
     _stagger_ticks(fig, [ax])
     _legend_below(fig, handles + _family_handles(teacher_families(teachers, "arch")), ncols=2)
@@ -323,7 +327,7 @@ def student_accuracy_vs_teacher_size(students: pd.DataFrame):
     ax.set_title(f"Students: test accuracy against teacher size\n({_seed_note(kd, 'teacher')})",
                  fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
-    first = sorted(range(len(labels)), key=lambda i: labels[i].startswith("no KD"))  # KD modes first
+    first = sorted(range(len(labels)), key=lambda i: labels[i].startswith("no KD"))  # KD first
     _stagger_ticks(fig, [ax])
     _legend_below(fig, [handles[i] for i in first]
                   + _family_handles(teacher_families(kd, "teacher")), ncols=3)
@@ -428,7 +432,8 @@ def paired_mode_differences(diffs: pd.DataFrame, students: pd.DataFrame | None =
     per_teacher = diffs[diffs["teacher"] != "all"]
     n = int(per_teacher["n"].max()) if "n" in diffs and len(per_teacher) else None
     axes[-1, 0].set_xlabel("difference in student test accuracy (percentage points)")
-    rule = ("verdict supported or contradicted" if "verdict" in diffs
+    rule = ("Holm-adjusted verdict supported or contradicted" if "verdict_holm" in diffs
+            else "verdict supported or contradicted" if "verdict" in diffs
             else "95% interval excludes 0")
     teachers = per_teacher["teacher"].nunique()
     counts = (f"n = {n} seeds per teacher, {teachers} teachers" if n
@@ -623,7 +628,8 @@ def _relabel_reliability(axes, title: str) -> None:
 
 def _panel_state(title: str) -> tuple[str, str, str]:
     """(teacher, state label, mode) of a panel title of :func:`kdcal.study.reliability_panels`
-    ("resnet8 raw", "resnet8 T=1.47") or :func:`kdcal.study.calibrator_panels` ("resnet8 vector")."""
+    ("resnet8 raw", "resnet8 T=1.47") or :func:`kdcal.study.calibrator_panels`
+    ("resnet8 vector")."""
     parts = str(title).split(maxsplit=1)
     if len(parts) != 2:
         raise ValueError(f"reliability panel title {title!r} is not '<teacher> <calibration>'")
@@ -785,7 +791,8 @@ def _teacher_points(frame: pd.DataFrame, hue: str, panels: list[tuple], legend: 
     _legend_right(axes[0][-1], title=legend, title_fontsize=8)
     note = (f"n = {n_seeds} seed{'s' if n_seeds != 1 else ''}, {len(order)} teachers; "
             f"large marker = mean, dots = seeds"
-            + (f", bar = {INTERVAL}" if n_seeds >= MIN_SEEDS_FOR_INTERVAL else "; n < 3: no interval"))
+            + (f", bar = {INTERVAL}" if n_seeds >= MIN_SEEDS_FOR_INTERVAL
+               else "; n < 3: no interval"))
     fig.suptitle(f"{title} ({note})", fontsize=11)
     fig.tight_layout()
     return fig

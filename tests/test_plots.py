@@ -322,8 +322,9 @@ def test_a_family_column_overrides_the_name_rule():
 
 # ---------------------------------------------------------------- forest plots
 def _margin_bands(ax) -> list[tuple[float, float]]:
+    band = to_hex(plots.BAND)
     return [tuple(np.round(p.get_extents().transformed(ax.transData.inverted()).intervalx, 6))
-            for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == to_hex(plots.BAND)]
+            for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == band]
 
 
 def _seed_dots(ax) -> dict[float, np.ndarray]:
@@ -353,6 +354,21 @@ def test_paired_differences_draw_every_seed_and_the_margin_band():
         expected = (analysis.per_seed_means(d) if row["teacher"] == "all"
                     else d.loc[d["teacher"] == row["teacher"], "diff"]).to_numpy() * 100
         np.testing.assert_allclose(dots[round(i + 0.25, 3)], np.sort(expected))
+    plt.close(fig)
+
+
+def test_a_holm_adjusted_verdict_decides_which_markers_are_filled():
+    students = students_frame(seeds=3, archs=("resnet8",))
+    diffs = analysis.mode_differences(students, ["uncalibrated", "compose"])
+    diffs = diffs.assign(verdict="supported", verdict_holm="underpowered")
+    first = diffs.index[diffs["comparison"] == "compose - uncalibrated"][0]  # panel (a) first
+    diffs.loc[first, "verdict_holm"] = "contradicted"
+    fig = plots.paired_mode_differences(diffs)
+    means = [c for ax in fig.axes for c in ax.collections if np.all(c.get_sizes() == 40)]
+    white = to_hex("#FFFFFF")
+    filled = [_hex(c.get_facecolor()) != {white} for c in means]
+    assert filled == [True] + [False] * (len(diffs) - 1)
+    assert "Holm-adjusted verdict" in " ".join(t.get_text() for t in fig.legends[0].texts)
     plt.close(fig)
 
 
