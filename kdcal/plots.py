@@ -147,7 +147,7 @@ def _stagger_ticks(fig, axes) -> None:
         boxes = [t.get_window_extent(renderer) for t in labels]
         texts = [t.get_text() for t in labels]
         ends: list[float] = []  # right end of the last label on each line
-        for i in sorted(range(len(labels)), key=lambda i: boxes[i].x0):
+        for i in sorted(range(len(labels)), key=lambda i: boxes[i].x0 + boxes[i].x1):  # by tick
             if not texts[i].strip():
                 continue
             level = next((k for k, end in enumerate(ends) if boxes[i].x0 > end + pad), len(ends))
