@@ -71,8 +71,9 @@ tables.show(summary)
 # ## Students: accuracy against teacher size, per mode
 #
 # Every seed is a dot and the line joins the means over seeds (95% t-intervals from 3 seeds on); modes
-# sit side by side around each teacher. The dashed line is the no-KD baseline's mean, thin grey lines its
-# seeds.
+# sit side by side around each teacher. The no-KD baseline sits left of the teachers (its seeds as dots, mean
+# and interval in brown), its mean dotted across; lines join teachers of one family only (depth solid, width
+# dashed).
 
 # %% tags=["appendix"]
 tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes)
@@ -101,7 +102,7 @@ diffs = analysis.mode_differences(students, cfg.modes)
 tables.show(diffs, sizes=sizes)
 
 # %%
-plots.save(plots.paired_mode_differences(diffs), figures, "paired_mode_differences");
+plots.save(plots.paired_mode_differences(diffs, students=students), figures, "paired_mode_differences");
 
 # %% [markdown]
 # ## Teacher size and the student: teachers are the units
