@@ -43,17 +43,14 @@ def format_number(value, digits: int = 4) -> str:
     v = float(value)
     if not math.isfinite(v):
         return NO_VALUE
-    if v == 0:
-        return "0"
     if v.is_integer():
-        return str(int(v))
+        return str(int(v))  # -0.0 included: "0"
     magnitude = math.floor(math.log10(abs(v)))
     if magnitude >= 0:
         decimals = max(0, digits - 1 - magnitude)
     else:
         decimals = max(digits, 1 - magnitude)  # at least two significant digits
-    text = f"{v:.{decimals}f}"
-    return "0" if float(text) == 0 else text
+    return f"{v:.{decimals}f}"  # never rounds to zero: at least one significant digit is kept
 
 
 def format_interval(low, high, digits: int = 4, bounds: tuple[float, float] | None = None) -> str:
