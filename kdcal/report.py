@@ -22,6 +22,7 @@ from .store import atomic_write_bytes
 from .tables import PROJECT, display_path, table
 
 NOTEBOOK_ONLY, APPENDIX = "notebook-only", "appendix"  # cell tags
+NOTE_METADATA = "kdcal_notebook_only"  # an output's metadata key: shown in the notebook, not in the report
 SKIPPED_TAGS = {"parameters", "injected-parameters", NOTEBOOK_ONLY}
 APPENDIX_TITLE = "Appendix: per-seed tables"
 QUESTION = ("Are bigger, more accurate teachers worse teachers because they are over-confident? The "
@@ -72,11 +73,13 @@ LOG_LINE = re.compile(r"^\s*\[[^\]]+\] .*$|^== .*$")
 
 
 def _clean_outputs(outputs: list, study_root: Path) -> list:
-    """Drop stderr, widgets and log lines; replace the study folder's absolute path by its short name."""
+    """Drop stderr, widgets, log lines and notebook notes; replace the study folder's absolute path
+    by its short name."""
     kept = []
     short = display_path(study_root)
     for out in outputs:
-        if out.get("name") == "stderr" or WIDGET_MIME in out.get("data", {}):
+        if (out.get("name") == "stderr" or WIDGET_MIME in out.get("data", {})
+                or out.get("metadata", {}).get(NOTE_METADATA)):
             continue
         if out.get("output_type") == "stream":
             lines = [ln for ln in out["text"].splitlines(keepends=True) if not LOG_LINE.match(ln)]
@@ -86,6 +89,14 @@ def _clean_outputs(outputs: list, study_root: Path) -> list:
         _replace_path(out, str(study_root), short)
         kept.append(out)
     return kept
+
+
+def notebook_note(text: str) -> None:
+    """Show ``text`` to the notebook's reader only ("no variants in this profile: set ..."): an
+    output the report leaves out, where a cell also computes something and cannot be tagged."""
+    from IPython.display import display
+
+    display({"text/plain": text}, raw=True, metadata={NOTE_METADATA: True})
 
 
 def _replace_path(out: dict, path: str, short: str) -> None:

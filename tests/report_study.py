@@ -64,6 +64,8 @@ def make_report_study(root):
         _md("## Why $\\tau^2$? (the derivation)\n\nThe gradient scales as $1/\\tau^2$."),
         _md("## EMPTYSECTIONMARKER heading with nothing under it"),
         _code([{"output_type": "stream", "name": "stdout", "text": "[abc123] epoch 1/3 loss 2.3\n"}]),
+        _code([{"output_type": "display_data", "data": {"text/plain": "NOTEMARKER: set teacher_variants"},
+                 "metadata": {"kdcal_notebook_only": True}}]),
         _md("## A wide table"),
         _code([{"output_type": "stream", "name": "stdout",
                  "text": "- 1. a claim: SUPPORTED (slope = +0.000583, 95% CI [-0.000721, +0.00191]) " * 8 + "\n"}]),

@@ -65,6 +65,19 @@ def test_appendix_is_folded_at_the_end_and_notebook_only_cells_are_dropped(repor
     assert "<details open" not in report
     assert report.index("<details") > report.index('id="References"')
     assert "NOTEBOOKONLYMARKER" not in report and "Run alone" not in report
+    assert "NOTEMARKER" not in report  # an output marked by report.notebook_note
+
+
+def test_notebook_note_marks_its_output_for_the_notebook_only(monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from kdcal.report import NOTE_METADATA, notebook_note
+
+    seen = []
+    monkeypatch.setattr(InteractiveShell.instance().display_pub, "publish",
+                        lambda data, metadata=None, **kw: seen.append((data, metadata)))
+    notebook_note("no variants in this profile")
+    assert seen == [({"text/plain": "no variants in this profile"}, {NOTE_METADATA: True})]
 
 
 def test_empty_sections_and_log_lines_are_dropped(report):
