@@ -107,8 +107,6 @@ def _replace_path(out: dict, path: str, short: str) -> None:
             out["data"][mime] = value.replace(path, short)
 
 
-
-
 def _provenance() -> str:
     """Today's date (UTC) and the commit of the code that built the page, marked when it has
     uncommitted changes in kdcal/ or notebooks/; "commit unknown" outside a git checkout."""
