@@ -83,8 +83,17 @@ def cite(key: str) -> Reference:
         raise KeyError(f"no reference {key!r}; known: {', '.join(REFERENCES)}") from None
 
 
+def _ordered() -> list[str]:
+    """The paper first, then the others by year."""
+    return [PAPER] + sorted((k for k in REFERENCES if k != PAPER), key=lambda k: REFERENCES[k].year)
+
+
 def references_html() -> str:
-    """Every reference, the paper first then by year, as an HTML list."""
-    keys = [PAPER] + sorted((k for k in REFERENCES if k != PAPER), key=lambda k: REFERENCES[k].year)
-    items = "".join(f'<li id="ref-{k}">{REFERENCES[k].html()}</li>' for k in keys)
+    """Every reference as an HTML list (the report's references section)."""
+    items = "".join(f'<li id="ref-{k}">{REFERENCES[k].html()}</li>' for k in _ordered())
     return f'<ol class="kdcal-references">{items}</ol>'
+
+
+def references_markdown() -> str:
+    """Every reference as a Markdown list (the README's references: paste the output)."""
+    return "\n".join(f"{i}. {REFERENCES[k].markdown()}" for i, k in enumerate(_ordered(), 1))

@@ -45,7 +45,9 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block html_head_css -%}<style type="text/css">{{ resources.kdcal_css }}</style>{%- endblock html_head_css -%}
+{%- block html_head_css -%}
+<style type="text/css">{{ resources.kdcal_css }}</style>
+{%- endblock html_head_css -%}
 {%- block rawcell scoped -%}
 {%- if cell.metadata.get('kdcal_html') -%}{{ cell.source }}{%- else -%}{{ super() }}{%- endif -%}
 {%- endblock rawcell -%}
@@ -54,17 +56,21 @@ CSS = """
 .kdcal-scroll { overflow-x: auto; max-width: 100%; margin-bottom: 1em; }
 .jp-RenderedHTMLCommon .kdcal-scroll > table { table-layout: auto; margin: 0; }
 /* program output wraps at spaces, never inside a word or a number; what cannot wrap scrolls */
-.jp-OutputArea-output pre { white-space: pre-wrap; word-break: normal; overflow-wrap: normal; overflow-x: auto; }
+.jp-OutputArea-output pre { white-space: pre-wrap; word-break: normal; overflow-wrap: normal;
+                             overflow-x: auto; }
 math[display="block"] { display: block math; margin: 0.6em 0; max-width: 100%; overflow-x: auto;
                         overflow-y: hidden; padding: 0.2em 0; }
 .kdcal-meta { color: #555; }
-.kdcal-answer { border: 2px solid #3a5a80; border-radius: 6px; padding: 0.2em 1em 0.6em; margin: 1em 0; }
-.jp-RenderedHTMLCommon .kdcal-answer td, .jp-RenderedHTMLCommon .kdcal-answer th { vertical-align: top; text-align: left; }
+.kdcal-answer { border: 2px solid #3a5a80; border-radius: 6px; padding: 0.2em 1em 0.6em;
+                margin: 1em 0; }
+.jp-RenderedHTMLCommon .kdcal-answer td,
+.jp-RenderedHTMLCommon .kdcal-answer th { vertical-align: top; text-align: left; }
 .kdcal-answer td.kdcal-holds { color: #1a6b2a; font-weight: bold; }
 .kdcal-answer td.kdcal-not-reproduced { color: #a02020; font-weight: bold; }
 .kdcal-answer td.kdcal-open { color: #666; font-weight: bold; }
 details.kdcal-appendix { margin: 2em 0; }
-details.kdcal-appendix > summary { font-size: 1.5em; cursor: pointer; font-family: var(--jp-content-font-family); }
+details.kdcal-appendix > summary { font-size: 1.5em; cursor: pointer;
+                                   font-family: var(--jp-content-font-family); }
 ol.kdcal-references li { margin-bottom: 0.4em; }
 """
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"  # progress bars; text fallback "0%|"
@@ -213,7 +219,8 @@ def drop_empty_sections(cells: list) -> list:
     flat = []  # (cell index, level, text, is content)
     for i, c in enumerate(cells):
         if c.cell_type == "markdown":
-            flat += [(i, lvl, text, lvl == 0 and bool(text.strip())) for lvl, text in _markdown_items(c.source)]
+            flat += [(i, lvl, text, lvl == 0 and bool(text.strip()))
+                     for lvl, text in _markdown_items(c.source)]
         else:
             flat.append((i, 0, None, True))
     keep = []

@@ -68,7 +68,7 @@ def make_report_study(root):
                  "metadata": {"kdcal_notebook_only": True}}]),
         _md("## A wide table"),
         _code([{"output_type": "stream", "name": "stdout",
-                 "text": "- 1. a claim: SUPPORTED (slope = +0.000583, 95% CI [-0.000721, +0.00191]) " * 8 + "\n"}]),
+                 "text": "- 1. a claim: SUPPORTED (slope = +0.000583, 95% CI [-0.000721, +0.00191]) " * 8}]),
         _code([_display(_html(wide))]),
         _code([_display(_html(per_seed))], tags=["appendix"]),
         _md("## OUTERMARKER section whose content is in a subsection\n\n### Inner\n\nInner text."),

@@ -27,7 +27,10 @@ LAYOUT_PROBE = """<script>
     if (right > width + 1) cut.push(`table ${i}: its box ends at ${right}px, the page at ${width}px`);
     for (let el = box.parentElement; el && el !== document.body; el = el.parentElement) {
       const edge = el.getBoundingClientRect().right;  // a box wider than what holds it is cut off
-      if (right > edge + 1) { cut.push(`table ${i}: its box passes a <${el.tagName}> by ${right - edge}px`); break; }
+      if (right > edge + 1) {
+        cut.push(`table ${i}: its box passes a <${el.tagName}> by ${right - edge}px`);
+        break;
+      }
     }
     if (t.getBoundingClientRect().width > box.clientWidth + 1) {
       wide.push(i);
@@ -37,7 +40,8 @@ LAYOUT_PROBE = """<script>
   const formulas = [...document.querySelectorAll("math")].map(m => ({
     display: getComputedStyle(m).display, width: m.getBoundingClientRect().width}));
   const breaking = [...document.querySelectorAll("pre")].filter(
-    p => getComputedStyle(p).wordBreak === "break-all" || getComputedStyle(p).overflowWrap !== "normal").length;
+    p => getComputedStyle(p).wordBreak === "break-all"
+         || getComputedStyle(p).overflowWrap !== "normal").length;
   const out = document.createElement("pre");
   out.id = "kdcal-layout";
   out.textContent = JSON.stringify({width, tables: document.querySelectorAll("table").length, cut, wide,
