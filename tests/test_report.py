@@ -258,6 +258,7 @@ def test_references_are_complete_and_cite_names_the_known_ones():
         assert str(ref.year) in ref.text() and ref.title in ref.markdown()
     assert references.cite(references.PAPER).venue == "arXiv:2111.01684"
     listing = references.references_markdown().splitlines()
-    assert len(listing) == len(references.REFERENCES) and listing[0].startswith("1. Lehan Yang and Jincen Song")
+    assert len(listing) == len(references.REFERENCES)
+    assert listing[0].startswith("1. Lehan Yang and Jincen Song")
     with pytest.raises(KeyError, match="known: yang2021"):
         references.cite("nobody2099")
