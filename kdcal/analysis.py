@@ -411,7 +411,13 @@ def mode_differences(students: pd.DataFrame, modes) -> pd.DataFrame:
 
 
 def _fmt(v: float) -> str:
-    return "-inf" if v == -np.inf else "+inf" if v == np.inf else f"{v:+.3g}"
+    """Signed, three significant digits, never in scientific notation, zero unsigned."""
+    if v == 0:
+        return "0"
+    if np.isinf(v):
+        return "-inf" if v < 0 else "+inf"
+    return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-",
+                                      sign=True)
 
 
 def _margin_text(c) -> str:

@@ -70,13 +70,13 @@ tables.show(summary)
 # %% [markdown]
 # ## Students: accuracy against teacher size, per mode
 #
-# Every seed is a dot and the line joins the means over seeds (95% t-intervals from 3 seeds on); modes
+# Every seed is a dot and the line joins the means over seeds (95% t-intervals, never from fewer than 3 seeds); modes
 # sit side by side around each teacher. The no-KD baseline sits left of the teachers (its seeds as dots, mean
 # and interval in brown), its mean dotted across; lines join teachers of one family only (depth solid, width
 # dashed).
 
 # %% tags=["appendix"]
-tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes)
+tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes, bounds=(0, 1))
 
 # %%
 plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_accuracy_vs_teacher_size");
@@ -180,7 +180,7 @@ study.save_table(claims, study_dir, "claims.csv")
 tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "unit", "p_value",
                     "p_holm", "margin", "needed", "needed_observed", "verdict", "verdict_holm"]])
 
-# %% tags=["appendix"]
+# %% tags=["notebook-only"]
 print(analysis.claims_summary(claims))
 
 # %% [markdown]

@@ -406,6 +406,9 @@ def test_fmt_signs_three_digits_and_infinities():
     assert analysis._fmt(np.inf) == "+inf"
     assert analysis._fmt(0.012345) == "+0.0123"
     assert analysis._fmt(-2.0) == "-2"
+    # people read these: no scientific notation, no signed zero
+    assert analysis._fmt(-5.53e-05) == "-0.0000553"
+    assert analysis._fmt(-0.0) == analysis._fmt(0.0) == "0"
 
 
 def note_row(unit, n, verdict="underpowered", needed=7.0, **extra):
@@ -810,7 +813,7 @@ def test_claims_summary_counts_equivalent_and_reads_ci_low_too():
          "unit": "seeds", "n": 5, "margin": 0.5, "mde": 0.25, "verdict": "equivalent",
          "note": ""}])
     assert analysis.claims_summary(claims) == (
-        "- E: EQUIVALENT (s = +0, no interval, n = 5 seeds, margin +-0.5, detectable at this "
+        "- E: EQUIVALENT (s = 0, no interval, n = 5 seeds, margin +-0.5, detectable at this "
         "design: 0.25)\nIn this run: 0 supported, 0 contradicted, 1 equivalent, 0 underpowered.")
 
 
