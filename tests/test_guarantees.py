@@ -3,7 +3,9 @@
 An audit (issue 25) put realistic bugs into the code one at a time; these five passed the whole
 fast suite: the temperature fitted on the test set, every other calibrator fitted on the test set,
 calibrated metrics computed with logits * T, ``equivalent`` decided from the upper bound alone,
-and a student joined to the wrong seed's teacher. Each test below fails on its bug.
+and a student joined to the wrong seed's teacher. Each test below fails on its bug. The last
+test pins one more guarantee that only a run-config test covered: a seed's teachers start from
+other weights, and see another batch order, than that seed's students.
 
 The study folder is built by hand (no training): teachers whose validation, test and training
 labels are drawn at different true temperatures, so that a temperature (or any calibrator) fitted
@@ -18,6 +20,7 @@ import pandas as pd
 import pytest
 import scipy.optimize
 import scipy.special
+import torch
 
 from kdcal import config, inference, metrics, study
 from kdcal.calibration import CALIBRATORS, make_calibrator
@@ -272,3 +275,42 @@ def test_decide_follows_the_margin_it_is_given():
     assert inference.decide(-0.004, 0.004, "positive", 0.004) == "underpowered"
     assert inference.decide(-0.004, 0.004, "positive", 0.0041) == "equivalent"
     assert inference.decide(-0.04, 0.04, "positive", 0.05) == "equivalent"
+
+
+# ---------------------------------------------------------------- teacher and student seeds apart
+class _Recorded(Exception):
+    """Raised by the recording training loop: the first call is all the test needs."""
+
+
+def test_teachers_start_from_other_weights_and_batches_than_their_seeds_students(monkeypatch,
+                                                                                   tmp_path):
+    """The real teacher stage, stopped at its training loop: the resnet8 teacher of a seed must not
+    start from the weights (nor see the batch order) of that seed's resnet8 students, which start
+    from ``torch.manual_seed(seed)`` and train with loop seed ``seed``."""
+    from kdcal.models import build_model
+
+    cfg = config.resolve("smoke", {"teachers": ["resnet8"], "seeds": [0, 1], "amp": "off",
+                                   "synthetic_size": 8, "synthetic_classes": 4,
+                                   "teacher_variants": []})
+    assert cfg.student == "resnet8"
+    seen = {}
+
+    def recording(members, splits, recipe, seed, engine, *args, **kw):
+        (member,) = members.values()
+        seen["seed"] = seed
+        seen["init"] = {k: v.clone() for k, v in member.model.state_dict().items()}
+        seen["shape"] = splits.in_channels, splits.num_classes
+        raise _Recorded
+
+    monkeypatch.setattr(study, "train_group", recording)
+    for rid, arch, seed in study.teacher_runs(cfg):
+        with pytest.raises(_Recorded):
+            study._teacher_task(cfg, Study(tmp_path), rid, arch, seed, log=lambda *a: None)
+        assert seen["seed"] not in cfg.seeds, \
+            f"teacher seed {seed} trains with loop seed {seen['seed']} (a student's batch order)"
+        torch.manual_seed(seed)  # as the students of this seed start (study._student_group_task)
+        student = build_model(cfg.student, *seen["shape"]).state_dict()
+        weights = [k for k, v in student.items() if v.is_floating_point() and v.dim() > 1]
+        same = [k for k in weights if torch.equal(student[k], seen["init"][k])]
+        assert weights and not same, f"teacher {arch} seed {seed} starts from its students' " \
+                                     f"weights: {same[:3]}"
