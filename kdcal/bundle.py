@@ -252,9 +252,13 @@ def open_study(cfg: StudyConfig, study_dir, reference="", seed: bool = True,
 
 def study_results(cfg: StudyConfig, study_dir, reference="") -> pd.DataFrame:
     """Notebook 04's table: written from the runs when the study folder has them, else read from
-    the reference's results.csv (and copied into the study folder)."""
+    the reference's results.csv (and copied into the study folder); a study folder with a
+    results.csv but no runs and no reference (``kdcal analyse``) is read as it is."""
     from .study import write_results
 
+    own = Study(study_dir).root / "results.csv"
+    if not has_runs(cfg, study_dir) and not reference and own.exists():
+        return pd.read_csv(own)  # a study without its runs (a clone, a grown study): its table
     if has_runs(cfg, study_dir) or not reference:
         return write_results(cfg, study_dir)
     return _copy_table(Path(reference) / "results.csv", study_dir)
@@ -265,6 +269,9 @@ def regime_results(cfg: StudyConfig, study_dir, reference="", log=print) -> pd.D
     when the study folder holds the base runs, else the reference's regimes_results.csv."""
     from .regimes import run_regimes
 
+    own = Study(study_dir).root / "regimes_results.csv"
+    if not has_runs(cfg, study_dir) and not reference and own.exists():
+        return with_cell_order(pd.read_csv(own))  # analysed in place, nothing trained
     if has_runs(cfg, study_dir) or not reference:
         table = run_regimes(cfg, study_dir, log=log)
         write_csv(table.drop(columns=["order"]), Study(study_dir).root / "regimes_results.csv")

@@ -5,6 +5,8 @@
                                      the grid and the estimated time per stage, nothing run
   kdcal add --bundle PATH --study DIR [--allow-engine]
                                      add the seeds of a run's bundle to a study folder
+  kdcal analyse --study DIR          re-run notebook 04 (and 05) and the report on the
+                                     study's own tables, training nothing
   kdcal profiles                     list the profiles and their settings
 """
 from __future__ import annotations
@@ -39,6 +41,11 @@ def main(argv=None) -> int:
     add.add_argument("--allow-engine", action="store_true",
                      help="accept seeds run on another engine (device, threads, packing): the "
                           "study's provenance.csv records each seed's device")
+    analyse = sub.add_parser("analyse", help="re-run the analysis notebooks and the report on a "
+                                             "study folder's own tables (a committed or grown "
+                                             "study), training nothing")
+    analyse.add_argument("--study", required=True, help="the study folder (study.json and "
+                                                        "results.csv)")
     sub.add_parser("profiles", help="list the profiles and their settings")
     args = parser.parse_args(argv)
 
@@ -51,6 +58,11 @@ def main(argv=None) -> int:
         if args.command == "profiles":
             for name, values in PROFILES.items():
                 print(f"{name}: {values}")
+            return 0
+        if args.command == "analyse":
+            from .pipeline import analyse_study
+
+            print(f"kdcal: analysis re-run in {analyse_study(args.study)}")
             return 0
         if args.command == "plan":
             from .plan import format_plan, plan_profile
