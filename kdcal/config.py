@@ -226,7 +226,7 @@ PROFILES.update({
                      tau_grid=[2.0, 8.0], control_seeds=[], workers=2),
 })
 # Issue 22: a design where calibration can act. The evidence recipe (3,000 Fashion-MNIST images,
-# teachers fitted for 30 epochs, 5-point tau control on every seed), with: a depth ladder of 6
+# teachers fitted for 30 epochs, the tau control 2, 4, 8 on every seed), with: a depth ladder of 6
 # teachers (resnet8-56) beside the width ladder (resnet8, 8x2, 8x4); calibrators that are not a
 # temperature distilled from (cal-vector, cal-matrix: fitted on validation, KD at the same tau
 # as uncalibrated KD); the students and the no-KD baseline on the resnet8 teacher's own recipe
@@ -243,7 +243,9 @@ PROFILES.update({
 #             x 30 epochs x 1.49 s                                                = 2,548 s
 #   / 2 workers = 1,918 s, x 1.13 (the evidence run's wall clock over its summed epoch times:
 #   49.5 min / 44.1 teachers, 35 min / 30.7 students)                            = 36 min.
-# 4 seeds: 144 min (+1 min calibration and analysis); 5 seeds would take 181 min, so 4 it is.
+# 4 seeds: 144 min, + about 3 min in notebook 02 (vector and matrix scaling fits: 0.5-1 s and
+# 5-11 s per teacher, timed on outputs/quick's teacher logits on a loaded machine) = 147 min;
+# 5 seeds would take 181 min, so 4 it is.
 # resnet14x3 (10.3 s/epoch, 10 min a seed with its students) was dropped from the width ladder
 # for the fourth seed. The transfer run costs the same plus a teacher forward on 3,000 images
 # per teacher (seconds); started in a copy of the reuse run's folder it skips the teachers

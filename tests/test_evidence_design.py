@@ -164,7 +164,8 @@ def test_transfer_split_is_disjoint_from_the_teachers_train_validation_and_test_
 
 def test_transfer_students_and_baseline_learn_on_the_transfer_images(transfer):
     """The students and the no-KD baseline train on the transfer split (with its labels), the
-    teacher on its own images. Broken on purpose: ``train_splits = splits`` in the group task."""
+    teacher on its own images. Broken on purpose: ``train_splits = splits`` in the group task;
+    and the teacher's stored training logits handed to ``calibrated_targets``."""
     cfg, root, seen, table = transfer
     splits = study.load_splits(cfg)
     assert sorted(seen) == ["students of no teacher seed 0", "students of resnet8 seed 0"]
@@ -173,6 +174,13 @@ def test_transfer_students_and_baseline_learn_on_the_transfer_images(transfer):
         assert torch.equal(group["splits"].train_y, splits.transfer_y)
     assert set(table.loc[table["role"] == "student", "mode"]) == {"baseline", "uncalibrated",
                                                                   "cal-vector"}
+    # a calibrated student's targets: its calibrator on the teacher's logits of those images
+    rid = study.teacher_runs(cfg)[0][0]
+    state = read_json(Study(root).run_dir(rid) / "calibrators" / "vector.json")["state"]
+    logits = _independent_logits(root, rid, cfg, splits.transfer_x)
+    targets = seen["students of resnet8 seed 0"]["members"]["cal-vector"].teacher_logits
+    assert np.allclose(targets.numpy(), CALIBRATORS["vector"].from_state(state).target_logits(logits),
+                       atol=1e-4)
 
 
 def test_evidence_profiles_differ_in_the_students_images_only():
