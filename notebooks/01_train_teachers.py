@@ -20,10 +20,16 @@
 # output distribution of a larger *teacher*, not only the one-hot labels. The teacher's probabilities
 # carry "dark knowledge": which wrong classes look similar to the right one.
 #
-# A published claim says that *bigger, more accurate teachers are not better teachers* because they are
-# **over-confident**: their probabilities are sharper than their accuracy justifies. Once each teacher is
-# **calibrated** (temperature scaling), teacher size should correlate positively with student accuracy.
-# This study re-runs that experiment in four notebooks:
+# Yang and Song (2021) say in the abstract of "Rethinking the Knowledge Distillation From the Perspective of
+# Model Calibration" (arXiv:2111.01684) that "the larger teacher model may be too over-confident, thus the
+# student model cannot effectively imitate", and that "after the simple model calibration of the teacher
+# model, the size of the teacher model has a positive correlation with the performance of the student
+# model". **Over-confident** means that a model's probabilities are sharper than its accuracy justifies.
+# The abstract is all of the paper this study has: it names no data set, no calibrator and no way of
+# distilling from a calibrated teacher. Fashion-MNIST, the ResNet ladders, temperature scaling fitted on a
+# validation split, and the distillation modes of notebook 3 are this study's reading of it.
+#
+# This study re-runs the experiment in four notebooks:
 #
 # 1. **this notebook**: train teachers of growing size, several seeds each;
 # 2. measure and calibrate them;
@@ -129,8 +135,8 @@ else:
 # ## Try this
 #
 # 1. Set `overrides = {"teacher_epochs": 8}` in the parameters cell and run all. *Expected:* new run ids
-#    (the config changed), so everything retrains; the larger teacher's final training loss falls further
-#    below the smaller one's.
+#    (the config changed), so everything retrains; every teacher ends with a lower training loss than at 4
+#    epochs, and the larger teacher's stays below the smaller one's in each seed.
 # 2. Run the training cell a second time. *Expected:* it returns in seconds; `log.txt` gains one line
 #    per run saying that it was done and is skipped.
 # 3. Add `"resnet20"` to the teachers (`overrides = {"teachers": ["resnet8", "resnet14", "resnet20"]}`).
@@ -139,7 +145,8 @@ else:
 # <details><summary>Answers</summary>
 #
 # 1. Run ids hash the full configuration, so any recipe change makes new runs. Deeper nets fit 1,500 images
-#    faster, so their training loss ends lower: the first sign of over-confidence to come.
+#    faster, so their training loss ends lower; over-confidence comes with fitting the training set
+#    (notebook 2).
 # 2. A finished run has a `done` marker; only missing or interrupted runs train (interrupted ones resume).
 # 3. Same reason: resnet8's and resnet14's configs did not change.
 # </details>

@@ -30,10 +30,12 @@
 # | --- | --- | --- | --- |
 # | `uncalibrated` | $\tau$ | $\tau$ | plain KD from the raw teacher |
 # | `compose` | $T\tau$ | $\tau$ | KD from the temperature-scaled teacher at the usual $\tau$ |
-# | `replace` | $T$ | $T$ | the paper's variant: the fitted T *is* the distillation temperature |
+# | `replace` | $T$ | $T$ | the fitted T *is* the distillation temperature (this study's reading of "calibrate, then distill") |
 #
 # plus `baseline`: the same student trained on labels only. $T$ is each teacher's temperature from
-# notebook 2. Modes named `cal-<method>` (for example `cal-histogram`, chosen with the `modes` parameter)
+# notebook 2. The paper (Yang & Song, arXiv:2111.01684) says only "simple model calibration" of the
+# teacher: it names no data set, no calibrator and no distillation recipe. Temperature scaling, and the
+# `compose` and `replace` ways of combining it with KD, are this study's reading of it. Modes named `cal-<method>` (for example `cal-histogram`, chosen with the `modes` parameter)
 # distill from any other calibrator of notebook 2 instead: its distribution $p$ is handed over as logits
 # $\log p$, so the student learns $p^{1/\tau}$ renormalised. Those targets are computed once on the training
 # images, so these modes need un-augmented inputs.
@@ -70,6 +72,74 @@ log = logfile.StudyLog(study_dir, "03_distill_students")
 print(f"student {cfg.student}: {budget.student_epochs(cfg)} epochs = {budget.student_steps(cfg)} steps "
       f"for every student and the baseline (teachers: {budget.teacher_steps(cfg)}), "
       f"lr {cfg.student_lr}, tau {cfg.tau}, KD weight alpha {cfg.alpha}, modes {cfg.modes} + baseline")
+
+# %% [markdown]
+# ## The loss, written out
+#
+# The formula above in ten lines of PyTorch. The teacher's logits come from a run of notebook 1 (its
+# training images, where the student learns); the student's logits are random here, because it is the
+# loss that is checked, not a student.
+
+# %%
+import torch
+import torch.nn.functional as F
+from kdcal import distill, store
+
+
+def hinton_kd_loss(student_logits, teacher_logits, labels, tau, alpha):
+    log_q = F.log_softmax(student_logits / tau, dim=1)       # the student, softened at tau
+    p = F.softmax(teacher_logits / tau, dim=1)               # the teacher, softened at tau: the target
+    log_p = F.log_softmax(teacher_logits / tau, dim=1)
+    kl = (p * (log_p - log_q)).sum(dim=1).mean()             # KL(p || q), averaged over the batch
+    # dKL/dz_s = (q - p) / tau, and q - p itself shrinks like 1/tau: the gradient falls like 1/tau^2.
+    # Multiplying by tau^2 keeps the soft term's weight against the hard one the same at every tau.
+    soft = tau ** 2 * kl
+    hard = F.cross_entropy(student_logits, labels)           # the labels, at temperature 1
+    return alpha * soft + (1 - alpha) * hard
+
+
+calibrations = study.calibration_table(cfg, study_dir)       # one row per teacher and seed: run_id, T
+teacher = calibrations[calibrations["arch"] == cfg.teachers[-1]].iloc[0]  # the ladder's last, first seed
+logits = store.load_arrays(study.Study(study_dir).run_dir(teacher["run_id"]) / "logits.npz")
+z_t = torch.as_tensor(logits["train_logits"][:256], dtype=torch.float32)
+y = torch.as_tensor(logits["train_labels"][:256], dtype=torch.long)
+z_s = 3 * torch.randn(z_t.shape, generator=torch.Generator().manual_seed(0))
+mine = hinton_kd_loss(z_s, z_t, y, cfg.tau, cfg.alpha)
+library = distill.kd_loss(z_s, z_t, y, cfg.tau, cfg.alpha)
+assert torch.allclose(mine, library, rtol=1e-5), (mine, library)
+print(f"{teacher['arch']} seed {teacher['seed']}, 256 training images, tau {cfg.tau}, alpha {cfg.alpha}: "
+      f"written out {mine:.6f}, kdcal.distill.kd_loss {library:.6f}")
+
+# %% [markdown]
+# ## Temperature scaling inside KD is a choice of temperature
+#
+# Look at the table of modes again. `replace` divides teacher *and* student logits by $T$ and weighs the KD
+# term by $\alpha T^2$: that is **exactly uncalibrated KD at $\tau = T$**, nothing else. `compose` divides
+# only the teacher's logits by $T\tau$: it is KD with a teacher temperature $T\tau$ and a student temperature
+# $\tau$, one point of the teacher-temperature sweep below ($m = T$). So whatever `replace` or `compose`
+# change in a student, a different temperature changes it too: the fair control for them is uncalibrated KD
+# at a tuned $\tau$ (next section). What can show an effect of calibration *as such* is a calibrator that
+# no temperature can express: vector or matrix scaling, histogram binning, isotonic regression, beta
+# calibration (the `cal-<method>` modes).
+#
+# The cell below checks both statements on the batch above, with the teacher's fitted T: `replace` equals
+# uncalibrated KD at $\tau = T$ to the last bit, and `compose` equals plain KD from the temperature-scaled
+# teacher (up to float rounding of $z/(T\tau)$ against $(z/T)/\tau$).
+
+# %%
+T = float(teacher["temperature"])
+replace = distill.make_loss("replace", cfg.tau, cfg.alpha, fitted_t=T)(z_s, y, z_t)
+uncalibrated_at_T = distill.make_loss("uncalibrated", T, cfg.alpha)(z_s, y, z_t)
+assert torch.equal(replace, uncalibrated_at_T), (replace, uncalibrated_at_T)
+compose = distill.make_loss("compose", cfg.tau, cfg.alpha, fitted_t=T)(z_s, y, z_t)
+scaled_teacher = distill.make_loss("uncalibrated", cfg.tau, cfg.alpha)(z_s, y, z_t / T)
+assert torch.allclose(compose, scaled_teacher, rtol=1e-6), (compose, scaled_teacher)
+print(f"T = {T:.3f}: replace {replace:.6f} = uncalibrated KD at tau = T {uncalibrated_at_T:.6f}")
+print(f"compose {compose:.6f} = plain KD at tau = {cfg.tau:g} from the teacher's logits divided by T "
+      f"{scaled_teacher:.6f}: its logits end up divided by T*tau = {T * cfg.tau:.2f}")
+
+# %% [markdown]
+# ## Train the students
 
 # %%
 plan = study.student_plan(cfg, study_dir)
@@ -148,16 +218,37 @@ else:
 #
 # ## Try this
 #
-# 1. Set `overrides = {"tau": 1.0}`. *Expected:* `compose` and `uncalibrated` differ more than at
-#    $\tau = 4$: at $\tau = 1$ the calibration is all the softening there is.
+# 1. How much does calibration change what the student is taught, at $\tau = 1$ against $\tau = 4$? Before
+#    training anything, compute it for the teacher loaded above:
+#    `[teaching.compose_pull_difference(logits["train_logits"], T, tau) for tau in (1, 4, 8)]`
+#    (`from kdcal import teaching`): the size of the difference between the gradients that `compose` and
+#    `uncalibrated` put on the student's logits. Then set `overrides = {"tau": 1.0}` and run all.
+#    *Expected:* the difference is several times smaller at $\tau = 1$ than at $\tau = 4$, and at $\tau = 8$
+#    at least as large as at $\tau = 4$ (in `outputs/tutorial`, for every teacher and seed: at most half at
+#    $\tau = 1$, larger at $\tau = 8$): calibration changes the targets *more* at a high $\tau$, not less.
+#    Only the `uncalibrated` and `compose` students are new (notebook 5's `tau=1` cell trains the same ones,
+#    so after it they are skipped too); the baseline and `replace` students are skipped, since neither
+#    uses $\tau$: their run ids are unchanged.
+#    Whether the students' accuracies differ more or less at $\tau = 1$ is another matter: with two seeds
+#    their differences are mostly seed noise and can come out either way (notebook 5's `tau` cells).
 # 2. Set `overrides = {"alpha": 0.0}`. *Expected:* every KD mode equals the baseline to the last digit (the
-#    KD term has weight 0 and the students are paired).
+#    KD term has weight 0 and the students are paired). On a GPU the students of one teacher train packed
+#    into one network, so they agree with the baseline up to float rounding only.
 # 3. For one teacher, compare `replace`'s `kd_tau` with its `temperature`. *Expected:* equal: in `replace`
 #    the fitted T *is* the distillation temperature.
 #
 # <details><summary>Answers</summary>
 #
-# 1. A high $\tau$ already flattens an over-confident teacher; dividing further by T changes little.
+# 1. The soft term's gradient is $\alpha\tau(q - p)$. At $\tau = 1$ a teacher's targets on its own training
+#    images are sharp with or without dividing by T, and the two gradients differ little. At a high $\tau$,
+#    the derivation above gives $\tau(q_i - p_i) \approx \frac{1}{K}\big((z_{s,i} - \bar z_s) - (z_{t,i} -
+#    \bar z_t)/T'\big)$: KD turns into matching the student's logits to the teacher's, and `compose` asks for
+#    logits divided by T. That difference does not fade as $\tau$ grows; it tends to
+#    $\frac{1}{K}\sum_i |z_{t,i} - \bar z_t|\,|1 - 1/T|$. The $\tau^2$ weight is what undoes the flattening
+#    that a high $\tau$ brings: "a high $\tau$ already flattens the teacher, so calibration matters less"
+#    forgets it. The run config of a `replace` student holds its temperature T, not $\tau$; a baseline's
+#    holds no temperature at all.
 # 2. Same initial weights, same batches, same loss: the trainings are identical.
-# 3. By construction; that is why `replace` also changes the KD weight to $\alpha T^2$.
+# 3. By construction; that is why `replace` also changes the KD weight to $\alpha T^2$, and why it is
+#    uncalibrated KD at $\tau = T$ (the check cell above).
 # </details>

@@ -16,8 +16,9 @@
 # %% [markdown]
 # # 5. When does calibration matter? A map of the regimes
 #
-# When teachers fit their training set, the paper's premise shows (bigger teachers are more
-# over-confident: fitted T and ECE rise with size), while the student-side claims sit near seed noise.
+# When teachers fit their training set, the premise of the paper's abstract ("the larger teacher model
+# may be too over-confident"; Yang & Song 2021, arXiv:2111.01684) shows in this study's runs: fitted T and
+# ECE rise with size, while the student-side claims sit near seed noise.
 # This notebook asks where, if anywhere, calibrating the teacher *does* change what the student learns.
 #
 # **Design.** Every row of the map below is a *cell*: the base study of notebooks 1-4 with **one**
@@ -139,15 +140,38 @@ print(summary)
 # ## Try this
 #
 # 1. Count the cells whose interval in (a) excludes zero, and compare with the number expected by chance
-#    (5% of the cells). *Expected:* with the tutorial's two cells, zero or one: no evidence either way.
+#    (5% of the cells). *Expected:* with the tutorial's two cells and two seeds (one degree of freedom: very
+#    wide intervals), zero or one, and most likely zero: no evidence either way. Which cells, if any, depends
+#    on the seeds.
 # 2. Add a cell: `overrides = {"regimes": {"tau": [1.0, 8.0]}}`. *Expected:* only the tau = 8 students train
-#    (the teachers are shared with the base cell); at tau = 8 the effect of calibration shrinks.
-# 3. Add `label_noise`: `overrides = {"regimes": {"label_noise": [0.4]}}`. *Expected:* new teachers train;
-#    their fitted T and ECE rise, since memorising noisy labels makes teachers confidently wrong.
+#    (the teachers and the tau = 1 students are the base cell's and the tutorial's). Does calibration matter
+#    more or less at tau = 8? `teaching.compose_pull_difference` (notebook 3, exercise 1) says more: the
+#    difference between what `compose` and uncalibrated KD teach grows from tau = 1 to tau = 4 and does not
+#    shrink at tau = 8. The committed `regimes-quick` run (three teachers, two seeds; open this notebook with
+#    `profile = "regimes-quick"` and an empty `study_dir` to read it) points the same way: its effect is
+#    smallest in size at tau = 1 (+0.06 points) and largest at tau = 8 (-1.46 points), but its tau = 8
+#    interval runs from -6.7 to +3.7 points: two seeds cannot tell the sign. The tutorial's own tau = 8
+#    effect can come out either way with two seeds.
+# 3. Add `label_noise`: `overrides = {"regimes": {"label_noise": [0.4]}}`. *Expected:* new teachers train
+#    (the noise is in the teachers' training labels, so their run ids change). Compare the cell's fitted T
+#    and test ECE with the base cell's. The committed `regimes-quick` run, whose teachers train 30 epochs
+#    and fit their noisy training labels, answers it: the fitted T *falls*, for every teacher and seed (mean
+#    over its teachers: 1.70 at the base, 1.42 at noise 0.2, 1.52 at 0.4), while at noise 0.4 the test ECE
+#    of the two larger teachers rises (resnet14 0.07 -> 0.13, resnet20 0.08 -> 0.15) and resnet8's falls.
+#    The tutorial's teachers train 4 epochs and fit little of their training set, noisy or not: with them
+#    the outcome can differ, and it can change with the seed.
 #
 # <details><summary>Answers</summary>
 #
 # 1. With k cells and no true effect, about 0.05 k intervals exclude zero by chance.
-# 2. Run ids of tau cells differ only for students; a high tau already softens the teacher.
-# 3. Noise the teacher memorises shows up as confident errors on clean test labels.
+# 2. Run ids of tau cells differ only for students. A high tau flattens both distributions, but the
+#    $\tau^2$ weight undoes that: at a high tau KD matches the student's logits to the teacher's, and
+#    `compose` asks for the teacher's logits divided by T (notebook 3, exercise 1).
+# 3. Memorised noise costs the teachers more accuracy than confidence. On the test images the larger
+#    teachers' mean confidence (about accuracy + ECE, since they are over-confident) falls from about 0.94
+#    to 0.76, but their accuracy falls from about 0.87 to 0.62: the gap, ECE, grows. T falls because the
+#    teachers' test outputs are already much softer than at the base, so less softening minimises the
+#    validation NLL. One temperature cannot repair this miscalibration: ECE after scaling stays at least
+#    twice the base's, for every teacher. A larger T and a larger ECE need not go together: T is how much uniform
+#    softening the NLL asks for over the whole distribution, ECE the gap of the top-1 confidence.
 # </details>
