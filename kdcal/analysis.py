@@ -201,8 +201,9 @@ def r_squared(x, y) -> float:
 
 
 def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
-    """As in Kim et al. 2025: how well teacher ECE, and teacher accuracy, predict student accuracy
-    (over every student, descriptive: no test, since these rows are not independent)."""
+    """As in Kim, Park, Lee and Kwak (2025, IEEE Access): how well teacher ECE, and teacher
+    accuracy, predict student accuracy (over every student, descriptive: no test, since these
+    rows are not independent)."""
     rows = []
     for mode, g in _kd_students(students).groupby("mode", sort=False):
         for predictor in ("teacher_ece", "teacher_acc"):

@@ -1,8 +1,11 @@
 """Hinton knowledge distillation with an optionally calibrated teacher.
 
 Temperature-scaling the teacher by T and then distilling at tau is the same as dividing the
-teacher's logits by T*tau while the student's stay at tau (the ``compose`` mode). The paper's
-``replace`` mode uses the fitted T itself as the distillation temperature for both.
+teacher's logits by T*tau while the student's stay at tau (the ``compose`` mode). The
+``replace`` mode (this study's reading of the paper's "simple model calibration"; the paper names
+no recipe) uses the fitted T as the distillation temperature for both: it is exactly
+uncalibrated KD at tau = T. So temperature scaling inside KD is a choice of temperature, and the
+fair control is uncalibrated KD at a validation-tuned tau.
 """
 from __future__ import annotations
 

@@ -270,6 +270,37 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
     return fig
 
 
+def distill_calibration_vs_size(teachers: pd.DataFrame):
+    """The mechanism: each teacher's ECE and NLL on the images its students learn from
+    (``distill_*``: its own training images, or the transfer split), before and after temperature
+    scaling, beside the same on the test set. Calibration can only help a student where the
+    targets it sees are over-confident."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4))
+    series = (("uncalibrated", "", "o", "test, uncalibrated"),
+              ("cal-temperature", "_cal", "o", "test, temperature-scaled"),
+              ("uncalibrated", "distill_", "^", "students' images, uncalibrated"),
+              ("cal-temperature", "distill_cal", "^", "students' images, temperature-scaled"))
+    handles = []
+    for ax, (metric, ylabel) in zip(axes, (("ece", "ECE (15 bins)"), ("nll", "NLL (nats)"))):
+        for phase, kind, marker, label in series:
+            col = (f"{metric}{kind}" if not kind.startswith("distill")
+                   else f"distill_{metric}{'_cal' if kind == 'distill_cal' else ''}")
+            if col not in teachers or teachers[col].isna().all():
+                continue
+            _family_lines(ax, teachers, "params", col, "arch", mode_color(phase), label,
+                          floor=0.0, marker=marker)
+            if ax is axes[0]:
+                handles.append(Line2D([], [], color=mode_color(phase), marker=marker, label=label))
+        _size_axis(ax, teachers, "params", "arch")
+        ax.set_xlabel("teacher parameters (log scale)")
+        ax.set_ylabel(ylabel)
+    fig.suptitle("Teachers' calibration where the students learn (triangles) and on the test set "
+                 f"(circles) ({_seed_note(teachers, 'arch')})", fontsize=11)
+    _stagger_ticks(fig, axes)
+    _legend_below(fig, handles + _family_handles(teacher_families(teachers, "arch")), ncols=3)
+    return fig
+
+
 def temperature_vs_size(teachers: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     color = mode_color("teacher")

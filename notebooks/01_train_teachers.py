@@ -54,7 +54,7 @@ workers = None         # local worker processes side by side; None = the profile
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, logfile
+from kdcal import config, study, plots, analysis, tables, logfile, report
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
@@ -102,6 +102,8 @@ tables.show(ladder)
 # %%
 teachers = study.train_teachers(cfg, study_dir, log=log)
 print(log)
+
+# %% tags=["appendix"]
 tables.show(teachers, columns=["arch", "seed", "params", "acc", "ece", "nll", "val_acc", "train_seconds"])
 
 # %% [markdown]
@@ -129,7 +131,7 @@ if cfg.teacher_variants:
     variants = study.train_teacher_variants(cfg, study_dir, log=log)
     tables.show(variants[variants["variant"] != "standard"])
 else:
-    print("No teacher variants in this profile: set teacher_variants, e.g. --set teacher_variants=label_smoothing,mixup")
+    report.notebook_note("No teacher variants in this profile: set teacher_variants, e.g. --set teacher_variants=label_smoothing,mixup")
 
 # %% [markdown]
 # ## Try this

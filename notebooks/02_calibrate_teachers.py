@@ -33,7 +33,8 @@
 # **Learning goals.** After this notebook you can (1) compute and read ECE, NLL and a reliability diagram;
 # (2) explain why temperature scaling never changes accuracy; (3) tell an over-confident teacher (fitted T > 1)
 # from an under-confident one (T < 1).
-#
+
+# %% [markdown] tags=["notebook-only"]
 # **Run alone.** With no teachers of its profile in `study_dir` (notebook 01 not run), this notebook copies the
 # committed bundle of the reference run (`reference`: teacher logits and calibrations, no checkpoints) into
 # `study_dir` and reads that run instead: seconds, no training, nothing written outside `study_dir`.
@@ -49,7 +50,7 @@ reference = "../outputs/quick"  # read when study_dir holds no runs of this prof
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, logfile, bundle
+from kdcal import config, study, plots, analysis, tables, logfile, bundle, report
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
@@ -97,6 +98,8 @@ ax.legend();
 
 # %%
 table = study.calibrate_teachers(cfg, study_dir, log=log)
+
+# %% tags=["appendix"]
 tables.show(table, sizes=tables.teacher_sizes(study.results_table(cfg, study_dir)),
             columns=["arch", "seed", "temperature", "acc_before", "ece_before", "ece_after",
                      "nll_before", "nll_after"])
@@ -114,15 +117,32 @@ plots.save(plots.teacher_calibration_vs_size(teachers), figures, "teacher_calibr
 plots.save(plots.temperature_vs_size(teachers), figures, "teacher_temperature_vs_size");
 
 # %% [markdown]
+# ## Where the students learn: the mechanism
+#
+# Calibration can only change what a student learns where the targets it sees are mis-calibrated. The
+# students learn on the teachers' own training images (the standard design), where a teacher that fitted
+# them is nearly perfectly calibrated, or on a transfer split no teacher saw (`transfer_size`), where the
+# teacher is as over-confident as on the test set. Triangles: ECE and NLL on the students' images
+# (`distill_ece`, `distill_nll` in `results.csv`), before and after the temperature fitted on validation;
+# circles: the same on the test set. A temperature above 1 that fixes the test set makes targets that were
+# already calibrated *under*-confident.
+
+# %%
+if "distill_ece" in teachers and teachers["distill_ece"].notna().any():
+    plots.save(plots.distill_calibration_vs_size(teachers), figures, "teacher_calibration_where_students_learn");
+else:
+    report.notebook_note("This study predates the distill_* columns: rerun notebook 02 to compute them.")
+
+# %% [markdown]
 # ## Reliability diagrams
 #
-# Each diagram (drawn by `netcal`) shows, per confidence bin, the accuracy of the predictions that fall into
-# it (blue) against the diagonal of perfect calibration; red is the gap. Above each, the histogram of
-# confidences. Shown for the first seed of every teacher, raw (left) and temperature-scaled (right).
+# Smallest and largest teacher (first seed), before and after temperature scaling: bars are the accuracy per
+# confidence bin, the dashed diagonal perfect calibration; under each, the predictions per bin.
 
 # %%
 panels = study.reliability_panels(cfg, study_dir, seed=cfg.seeds[0])
-plots.save(plots.reliability_grid(panels, cfg.ece_bins), figures, "teacher_reliability");
+plots.save(plots.reliability_compare(panels, cfg.ece_bins, sizes=tables.teacher_sizes(teachers), seed=cfg.seeds[0]),
+           figures, "teacher_reliability");
 
 # %% [markdown]
 # ## Beyond temperature scaling
@@ -157,7 +177,7 @@ plots.save(plots.calibrator_comparison(methods), figures, "calibrators_by_teache
 
 # %%
 panels = study.calibrator_panels(cfg, study_dir, cfg.teachers[-1], cfg.seeds[0])
-plots.save(plots.reliability_grid(panels, cfg.ece_bins, columns=3), figures, "calibrators_reliability");
+plots.save(plots.reliability_compare(panels, cfg.ece_bins, seed=cfg.seeds[0]), figures, "calibrators_reliability");
 
 # %% [markdown]
 # ## Calibration by training
@@ -172,7 +192,7 @@ if variants["variant"].nunique() > 1:
             .mean().reset_index())
     plots.save(plots.teacher_variants(variants), figures, "teacher_variants")
 else:
-    print("No teacher variants in this profile (teacher_variants is empty).")
+    report.notebook_note("No teacher variants in this profile (teacher_variants is empty).")
 
 # %% [markdown]
 # ## Try this

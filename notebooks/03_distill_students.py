@@ -62,7 +62,7 @@ workers = None         # local worker processes side by side; None = the profile
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, logfile, budget
+from kdcal import config, study, plots, analysis, tables, logfile, budget, report
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
@@ -156,6 +156,8 @@ print(log)
 main = students[students["mode"].isin(["baseline", *cfg.modes])]
 sizes = tables.teacher_sizes(study.results_table(cfg, study_dir))
 tables.show(main.pivot_table(index="teacher", columns="mode", values="acc", aggfunc="mean"), sizes=sizes)
+
+# %% tags=["appendix"]
 tables.show(main.sort_values(["mode", "seed"]), sizes=sizes,
             columns=["teacher", "mode", "seed", "temperature", "kd_tau", "acc", "ece", "agreement", "kl_teacher"])
 
@@ -180,7 +182,7 @@ tables.show(main.sort_values(["mode", "seed"]), sizes=sizes,
 students = study.results_table(cfg, study_dir).query("role == 'student'")  # with teacher facts
 controls = analysis.tau_controls(students, cfg.tau)
 if controls.empty:
-    print("No tau controls in this profile: set tau_grid, e.g. --set tau_grid=1,2,8")
+    report.notebook_note("No tau controls in this profile: set tau_grid, e.g. --set tau_grid=1,2,8")
 else:
     tables.show(controls, sizes=tables.teacher_sizes(students))
     tuned = analysis.tuned_tau_students(students, cfg.tau)
@@ -190,7 +192,7 @@ else:
 # %%
 sweep = analysis.temperature_sweep(students)
 if sweep.empty:
-    print("No temperature sweep in this profile: set teacher_temperature_grid, e.g. --set teacher_temperature_grid=0.5,2,4")
+    report.notebook_note("No temperature sweep in this profile: set teacher_temperature_grid, e.g. --set teacher_temperature_grid=0.5,2,4")
 else:
     tables.show(sweep, sizes=tables.teacher_sizes(students))
     plots.save(plots.temperature_sweep(sweep), figures, "teacher_temperature_sweep");

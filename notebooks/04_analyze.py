@@ -119,7 +119,8 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 # the claims below test size within each family, and across families with a *family term*: each family its
 # own intercept, one common slope, and a permutation that only reorders teachers inside their family
 # (4 depth and 3 width teachers allow 4! x 3! = 144 orderings, p >= 0.014). The table below pools the
-# families this way too. Then, as in Kim et al. (2025, arXiv:2508.20224), how much of the student's accuracy
+# families this way too. Then, as in Kim, Park, Lee and Kwak (2025, "The Role of Teacher Calibration in Knowledge Distillation",
+# IEEE Access, arXiv:2508.20224), how much of the student's accuracy
 # is explained ($R^2$, Spearman) by the teacher's ECE versus the teacher's accuracy (descriptive: no test
 # over these non-independent rows).
 

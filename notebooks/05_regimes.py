@@ -105,7 +105,7 @@ print(f"{(table['role'] == 'teacher').sum()} teacher rows and {(table['role'] ==
 # %%
 effects = regimes.regime_effects(table, cfg.regime_mode)
 study.save_table(effects.drop(columns=["order"]), study_dir, "regimes.csv")
-plots.save(plots.regime_map(effects, cfg.regime_mode), figures, "regimes");
+plots.save(plots.regime_map(effects, cfg.regime_mode, table=table), figures, "regimes");
 
 # %% [markdown]
 # The same numbers as a table: effect and intervals in accuracy points, teacher means over the cell's

@@ -499,3 +499,29 @@ def test_the_netcal_grid_still_draws():
     fig = plots.reliability_grid(reliability_panels(archs=("resnet8",)), n_bins=5)
     assert len([s for s in fig.subfigs if s.get_visible()]) == 2
     plt.close(fig)
+
+
+def test_distill_calibration_figure_shows_both_image_sets_before_and_after():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        for arch, params in (("resnet8", 78_000), ("resnet20", 272_000), ("resnet56", 855_000),
+                             ("resnet8x2", 300_000), ("resnet8x4", 1_200_000)):
+            v = dict(ece=0.07, ece_cal=0.01, nll=0.5, nll_cal=0.4, distill_ece=0.01,
+                     distill_ece_cal=0.04, distill_nll=0.05, distill_nll_cal=0.2)
+            rows.append({"arch": arch, "params": params, "seed": seed,
+                         **{k: x + 0.002 * rng.normal() for k, x in v.items()}})
+    fig = plots.distill_calibration_vs_size(pd.DataFrame(rows))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:4] == ["test, uncalibrated", "test, temperature-scaled",
+                          "students' images, uncalibrated", "students' images, temperature-scaled"]
+    # each series on each panel: one line per family, never one line through both
+    for ax in fig.axes[:2]:
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() in ("-", "--")]
+        assert len(lines) == 8
+        for ln in lines:
+            xs = set(np.round(np.asarray(ln.get_xdata(), float)))
+            assert xs <= {78_000, 272_000, 855_000} or xs <= {300_000, 1_200_000}
+    plt.close(fig)
