@@ -113,6 +113,10 @@ class StudyConfig:
     # changes results in the last bits only, so byte-identical tables need the same setting):
     # auto = packed on CUDA, separate loops on a CPU (measured faster there)
     pack_students: str = "auto"
+    # the teachers of one architecture across the seeds as one packed program, each seed with
+    # its own split, batches and initialisation (kdcal.packed_seeds); never part of run ids,
+    # for the same reason: auto = packed on CUDA, one training per teacher and seed on a CPU
+    pack_teachers: str = "auto"
     threads: int = 0  # CPU threads per training; 0 = 1 with workers > 1, else torch's default
     eval_batch_size: int = 1000  # prediction only; on 2 CPU cores 1000 runs about 2x faster than 256
     # where the trainings run (never part of run ids): local = in this process; ray = one Ray
@@ -316,6 +320,7 @@ def validate(cfg: StudyConfig) -> None:
     _choice("device", cfg.device, DEVICES)
     _choice("amp", cfg.amp, AMP)
     _choice("pack_students", cfg.pack_students, PACK_CHOICES)
+    _choice("pack_teachers", cfg.pack_teachers, PACK_CHOICES)
     _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)
     for arch in [*cfg.teachers, cfg.student]:
         _choice("architecture", arch, list(ARCHS))
