@@ -228,6 +228,21 @@ PROFILES.update({
 })
 for _name in ("quick", "paper-fmnist", "paper-cifar10", "paper-cifar100", "tutorial", "regimes-full"):
     PROFILES[_name]["split_per_seed"] = True  # each seed an independent rerun, split included
+# The evidence design at full scale on one GPU (issue 23): all of Fashion-MNIST (55,000 training
+# images), the same depth and width ladders, the calibrated-target modes beside compose and
+# replace, the tau control on every seed. Sized for one seed per 8-minute command on one H200 by
+# its eager epoch times at batch 512 (BENCHMARKS.md): about 9 s per epoch of the 7 teachers and
+# 11 s per epoch of the 7 student groups, so 15 + 10 epochs take about 250 s, plus the notebooks.
+# scripts/gpu_evidence.sh runs it seed by seed (`--set seeds=[S]`); a run of several seeds packs
+# each architecture's teachers (pack_teachers=auto on CUDA).
+PROFILES["gpu-evidence"] = dict(
+    dataset="fmnist", train_size=0, val_size=5000, test_size=0, split_per_seed=True,
+    device="cuda", workers=0, eval_batch_size=5000,
+    teachers=list(PROFILES["evidence"]["teachers"]), student="resnet8",
+    seeds=list(range(12)), teacher_epochs=15, batch_size=512, lr=0.2,
+    student_epochs=10, student_batch_size=512, student_lr=0.2,
+    modes=["uncalibrated", "compose", "replace", "cal-vector", "cal-matrix"],
+    calibrators=["temperature", "vector", "matrix"], tau_grid=[2.0, 8.0], control_seeds=[])
 
 
 def _coerce(name: str, value, default):
