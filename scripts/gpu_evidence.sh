@@ -6,8 +6,10 @@
 #   gpu-evidence-s<S>.tar.gz  the study folder of seed S without runs/ (bundle/, results.csv,
 #                             the executed notebooks, report.html, figures, study.json, log.txt)
 #   gpu-evidence.json         device, seeds done, seconds per run;  log.txt: this script's output
+#   fill.json                 with --bench: `python -m kdcal.bench --fill` rows, run first
 #
-#   OUT=/tmp/out scripts/gpu_evidence.sh [--seeds "0 1 2"] [--budget 480] [--per-run 1] [--set K=V]
+#   OUT=/tmp/out scripts/gpu_evidence.sh [--seeds "0 1 2"] [--budget 480] [--per-run 1] [--bench]
+#                                        [--set K=V]
 #   OUT=$(mktemp -d) PY=.venv/bin/python scripts/gpu_evidence.sh --dry-run     # here, on a CPU
 #
 # On the GPU machine: carry data/gpu (scripts/gpu_prep.sh). Its wheels are installed offline into
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PY:-python3}
 OUT=${OUT:?set OUT to the folder that receives the results}
-SEEDS="0"; BUDGET=480; PER_RUN=1; DRY=0; SETS=()
+SEEDS="0"; BUDGET=480; PER_RUN=1; DRY=0; BENCH=0; SETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) SEEDS=$2; shift 2 ;;
@@ -30,7 +32,8 @@ while [ $# -gt 0 ]; do
     --per-run) PER_RUN=$2; shift 2 ;;
     --set) SETS+=(--set "$2"); shift 2 ;;
     --dry-run) DRY=1; shift ;;
-    *) echo "gpu_evidence: unknown argument $1 (valid: --seeds, --budget, --per-run, --set, --dry-run)" >&2; exit 2 ;;
+    --bench) BENCH=1; shift ;;
+    *) echo "gpu_evidence: unknown argument $1 (valid: --seeds, --budget, --per-run, --bench, --set, --dry-run)" >&2; exit 2 ;;
   esac
 done
 for n in "$BUDGET" "$PER_RUN"; do
@@ -79,7 +82,14 @@ print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {name}")
 PY
 device=$(cat "$OUT/device.txt"); rm -f "$OUT/device.txt"
 
-# 3. the seeds, run by run, while the longest run so far fits in what is left
+# 3. optionally, how full the engine keeps the device (its time counts in the budget)
+if [ "$BENCH" = 1 ]; then
+  bench_args=(--fill --json "$OUT/fill.json"); [ "$DRY" = 1 ] && bench_args+=(--quick --device cpu)
+  echo "== bench: python -m kdcal.bench ${bench_args[*]}"
+  timeout 150 $PY -m kdcal.bench "${bench_args[@]}" || echo "== bench exited $?; the seeds follow"
+fi
+
+# 4. the seeds, run by run, while the longest run so far fits in what is left
 WORK=$SCRATCH/studies
 longest=0; done_seeds=(); runs_json=()
 i=0

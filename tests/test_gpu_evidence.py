@@ -60,16 +60,18 @@ def test_gpu_evidence_script_refuses_bad_arguments(tmp_path, args, message):
 
 @pytest.mark.slow
 def test_gpu_evidence_dry_run_leaves_a_bundle(tmp_path):
-    """The script's every step on a CPU (tiny synthetic data): kdcal run through papermill, then
-    the study folder without runs/ as one tarball under $OUT, and the summary."""
+    """The script's every step on a CPU (tiny synthetic data): the fill bench, kdcal run through
+    papermill, then the study folder without runs/ as one tarball under $OUT, and the summary."""
     out = tmp_path / "out"
-    proc = _script("--dry-run", "--budget", "1500", out=out, timeout=1800)
+    proc = _script("--dry-run", "--bench", "--budget", "1500", out=out, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "gpu-evidence.json").read_text())
     assert summary["dry_run"] and summary["seeds_done"] == [0]
     assert summary["runs"][0]["exit"] == 0 and summary["runs"][0]["seconds"] > 0
-    assert sorted(p.name for p in out.iterdir()) == ["gpu-evidence-s0.tar.gz", "gpu-evidence.json",
-                                                     "log.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["fill.json", "gpu-evidence-s0.tar.gz",
+                                                     "gpu-evidence.json", "log.txt"]
+    fill = json.loads((out / "fill.json").read_text())
+    assert [r["path"] for r in fill] == ["separate", "packed-students", "packed-teachers"]
     with tarfile.open(out / "gpu-evidence-s0.tar.gz") as tar:
         names = {n.removeprefix("./") for n in tar.getnames()}
     assert {"results.csv", "study.json", "report.html", "04_analyze.ipynb"} <= names
