@@ -6,15 +6,20 @@ inference rules (units of replication, intervals, the verdict rule, power) live 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
 from .inference import (ALPHA, DECIDED, MARGINS, VERDICT_RULE, Margins, decide,  # noqa: F401
-                        mde_mean, permutation_floor, permutation_p, rank_correlation,
-                        seed_effect, size_effect, t_interval, teachers_for_level,
-                        units_needed_mean)
+                        holm, holm_verdicts, mde_mean, permutation_floor, permutation_p,
+                        rank_correlation, seed_effect, size_effect, slope_margin, t_interval,
+                        t_p_value, teachers_for_level, units_needed_mean)
+from .models import ARCHS, family as arch_family
+
+ALL = "all"  # the family label of a test across families (with a family term) or of no family
 
 
 def interval(values) -> dict:
@@ -77,7 +82,18 @@ def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str, value: 
 def _effect_row(per_seed, margin: float) -> dict:
     e = seed_effect(per_seed, "positive", margin)
     return {"mean": e["estimate"], "std": e["std"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
-            "n": e["n"], "mde": e["mde"], "seeds_needed": e["needed"], "verdict": e["verdict"]}
+            "n": e["n"], "p_value": e["p_value"], "mde": e["mde"], "seeds_needed": e["needed"],
+            "seeds_needed_observed": e["needed_observed"], "verdict": e["verdict"]}
+
+
+def with_holm(table: pd.DataFrame) -> pd.DataFrame:
+    """``p_holm`` (Holm's adjustment over every row's ``p_value``) and ``verdict_holm`` (a
+    decided verdict stands only where p_holm < 5%), added after ``p_value`` and ``verdict``."""
+    out = table.copy()
+    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", holm(out["p_value"]))
+    out.insert(out.columns.get_loc("verdict") + 1, "verdict_holm",
+               holm_verdicts(out["verdict"], out["p_holm"]))
+    return out
 
 
 # ---------------------------------------------------------------- teacher size, teachers as units
@@ -86,27 +102,67 @@ def _teacher_key(frame: pd.DataFrame, x: str) -> str:
     return "teacher" if x == "teacher_params" else "arch"
 
 
-def teacher_means(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """One row per teacher: its size ``x`` and the mean of ``y`` over seeds, smallest first."""
+def teacher_family(name: str) -> str:
+    """A teacher's ladder from its name: ``resnetN`` depth, ``resnetNxK`` width (names outside
+    the registry by the same rule, so tables from elsewhere are read alike)."""
+    if name in ARCHS:
+        return arch_family(name)
+    return "width" if re.search(r"x\d+$", str(name)) else "depth"
+
+
+def families(results: pd.DataFrame) -> dict:
+    """Every teacher's family: the name rule, overridden by a ``family`` column on the
+    teachers' own rows (role teacher) where the results carry one."""
+    own = (results[results["role"] == "teacher"] if "role" in results else results)
+    names = set(own["arch"].dropna()) if "arch" in own else set()
+    if "teacher" in results:
+        names |= {t for t in results["teacher"].dropna() if t != ""}
+    out = {n: teacher_family(n) for n in names}
+    if "family" in own and "arch" in own:
+        given = own[own["family"].notna() & (own["family"].astype(str) != "")]
+        out.update(dict(zip(given["arch"], given["family"].astype(str))))
+    return out
+
+
+def teacher_means(frame: pd.DataFrame, x: str, y: str, family_of: dict | None = None
+                  ) -> pd.DataFrame:
+    """One row per teacher: its size ``x``, the mean of ``y`` over seeds and its family,
+    smallest first."""
     key = _teacher_key(frame, x)
     out = frame.groupby(key, sort=False)[[x, y]].mean()
-    return out.set_axis(["x", "y"], axis=1).sort_values("x")
+    out = out.set_axis(["x", "y"], axis=1)
+    family_of = family_of if family_of is not None else families(frame)
+    out["family"] = [family_of.get(name, teacher_family(name)) for name in out.index]
+    return out.sort_values("x", kind="stable")
 
 
 def size_trend(frame: pd.DataFrame, x: str, y: str, direction: str = "positive",
-               margin: float = MARGINS.acc_slope) -> dict:
+               span_margin: float = MARGINS.acc_span, family: str = ALL,
+               family_of: dict | None = None) -> dict:
     """Slope of ``y`` per doubling of ``x`` across teachers (means over seeds), with the exact
-    permutation interval over teachers, its verdict, and the Spearman correlation beside it."""
-    m = teacher_means(frame, x, y)
-    out = size_effect(np.log2(m["x"].to_numpy(float)), m["y"].to_numpy(float), direction, margin)
-    return {**out, "seeds": int(frame["seed"].nunique())}
+    permutation interval over teachers, its verdict, and the Spearman correlation beside it.
+
+    ``family`` 'depth' or 'width': that ladder alone; ``'all'``: every teacher, with a family
+    term when there are two families (the slope within families, teachers reordered only inside
+    their family), never one line through both. The margin is ``span_margin`` over the span of
+    the teachers tested, per doubling.
+    """
+    m = teacher_means(frame, x, y, family_of)
+    if family != ALL:
+        m = m[m["family"] == family]
+    strata = m["family"].tolist() if m["family"].nunique() > 1 else None
+    xs = np.log2(m["x"].to_numpy(float))
+    out = size_effect(xs, m["y"].to_numpy(float), direction, slope_margin(span_margin, xs),
+                      strata)
+    return {**out, "margin_span": span_margin, "family": family,
+            "family_term": strata is not None, "seeds": int(frame["seed"].nunique())}
 
 
 def correlation(frame: pd.DataFrame, x: str, y: str, method: str = "spearman") -> dict:
     """Rank correlation of teacher means, with its two-sided exact permutation p-value over
     teachers and the smallest p-value the number of teachers allows. No interval: with a handful
     of teachers a correlation interval is either unbounded or a fiction; the slope carries it."""
-    m = teacher_means(frame, x, y)
+    m = teacher_means(frame, x, y, {})
     k = len(m)
     return {"x": x, "y": y, "method": method,
             "estimate": rank_correlation(m["x"], m["y"], method),
@@ -157,8 +213,11 @@ def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- the claims
-CLAIM_COLUMNS = ["claim", "statistic", "estimate", "ci_low", "ci_high", "unit", "n", "p_value",
-                 "p_floor", "margin", "mde", "needed", "verdict", "note"]
+CLAIM_COLUMNS = ["claim", "family", "statistic", "estimate", "ci_low", "ci_high", "unit", "n",
+                 "p_value", "p_floor", "p_holm", "margin", "margin_span", "mde", "needed",
+                 "needed_observed", "verdict", "verdict_holm", "note"]
+FAMILY_WORDS = {"depth": "within the depth ladder", "width": "within the width ladder",
+                ALL: "across families, with a family term"}
 
 
 def _note(row: dict) -> str:
@@ -169,10 +228,11 @@ def _note(row: dict) -> str:
     floor = row.get("p_floor", np.nan)
     if unit == "teachers" and np.isfinite(floor) and floor > ALPHA:
         return (f"{row['n']} teachers allow p >= {floor:.3f} at best: the 5% level is out of reach "
-                f"(needs >= {teachers_for_level()} teachers; about {_count(row['needed'])} to "
-                "detect the margin)")
+                f"(needs >= {teachers_for_level()} teachers in a family, or more families; about "
+                f"{_count(row['needed'])} to detect the margin)")
     if v == "underpowered":
-        return f"about {_count(row['needed'])} {unit} would detect the margin (80% power)"
+        return (f"about {_count(row['needed'])} {unit} would detect the margin, about "
+                f"{_count(row.get('needed_observed', np.nan))} the observed effect (80% power)")
     return ""
 
 
@@ -182,16 +242,45 @@ def _count(n) -> str:
     return str(int(n)) if n < 1000 else "more than 1000"
 
 
-def _claim(claim: str, statistic: str, effect: dict) -> dict:
-    row = {"claim": claim, "statistic": statistic, "p_value": np.nan, **effect}
+def _claim(claim: str, statistic: str, effect: dict, family: str = ALL) -> dict:
+    row = {"claim": claim, "family": family, "statistic": statistic, "p_value": np.nan,
+           **effect}
     row["note"] = _note(row)
     return {k: row.get(k, np.nan) for k in CLAIM_COLUMNS}
+
+
+def _size_claims(claim: str, statistic: str, frame: pd.DataFrame, x: str, y: str,
+                 direction: str, span_margin: float, family_of: dict) -> list[dict]:
+    """One row per family of teachers present, then one across families with a family term
+    when there are two: a size claim is never one line through both ladders."""
+    key = _teacher_key(frame, x)
+    present = sorted({family_of.get(t, teacher_family(t)) for t in frame[key].unique()})
+    scopes = present + ([ALL] if len(present) > 1 else [])
+    return [_claim(claim, f"{statistic}, {FAMILY_WORDS[scope]}",
+                   size_trend(frame, x, y, direction, span_margin, scope, family_of), scope)
+            for scope in scopes]
+
+
+def calibrated_modes(students: pd.DataFrame) -> list[str]:
+    """The calibrated KD modes present: replace, compose, then every calibrator distilled from."""
+    present = set(students["mode"])
+    return ([m for m in ("replace", "compose") if m in present]
+            + sorted(m for m in present if str(m).startswith("cal-")))
+
+
+def interaction_frame(students: pd.DataFrame, mode: str, other="uncalibrated") -> pd.DataFrame:
+    """Per teacher and seed, the benefit of calibration: acc(mode) - acc(other) for the same
+    teacher and seed, in ``acc``, beside the teacher's size (the paper's claim is its slope)."""
+    diff = paired_by_seed(students, mode, other)
+    size = students.drop_duplicates("teacher").set_index("teacher")["teacher_params"]
+    return diff.assign(teacher_params=diff["teacher"].map(size)).rename(columns={"diff": "acc"})
 
 
 def _teaching_claim(teachers: pd.DataFrame, margins: Margins) -> dict | None:
     """Claim 2, for every teacher and both metrics: supported only if every interval lies below
     zero (intersection-union, each at 95%); contradicted if any lies above zero at the
-    Bonferroni level; equivalent if every interval lies inside its margin."""
+    Bonferroni level; equivalent if every interval lies inside its margin. Its p-value is the
+    intersection-union test's: twice the largest one-sided p-value of "lower"."""
     tests = []
     for arch, g in teachers.groupby("arch", sort=False):
         for metric, margin in (("ece", margins.ece), ("nll", margins.nll)):
@@ -199,8 +288,11 @@ def _teaching_claim(teachers: pd.DataFrame, margins: Margins) -> dict | None:
             mean, std, lo, hi, n = t_interval(d)
             m = 2 * teachers["arch"].nunique()
             _, _, blo, _, _ = t_interval(d, 1 - ALPHA / m)
+            p = t_p_value(mean, std, n)
+            lower = p / 2 if mean < 0 else 1 - p / 2  # one-sided p of "after < before"
             tests.append({"label": f"{metric.upper()} after - before, {arch}", "mean": mean,
                           "lo": lo, "hi": hi, "blo": blo, "n": n, "margin": margin,
+                          "lower": lower, "std": std,
                           "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin)})
     if not tests:
         return None
@@ -214,9 +306,13 @@ def _teaching_claim(teachers: pd.DataFrame, margins: Margins) -> dict | None:
     else:
         verdict = "underpowered"
     worst = max(tests, key=lambda t: t["hi"] if np.isfinite(t["hi"]) else np.inf)
+    lowers = [t["lower"] for t in tests]
     effect = {"estimate": worst["mean"], "ci_low": worst["lo"], "ci_high": worst["hi"],
-              "unit": "seeds", "n": worst["n"], "p_floor": np.nan, "margin": worst["margin"],
+              "unit": "seeds", "n": worst["n"],
+              "p_value": min(1.0, 2 * max(lowers)) if all(np.isfinite(lowers)) else np.nan,
+              "p_floor": np.nan, "margin": worst["margin"],
               "mde": max(t["mde"] for t in tests), "needed": max(t["needed"] for t in tests),
+              "needed_observed": units_needed_mean(worst["std"], abs(worst["mean"])),
               "verdict": verdict}
     return _claim("2. temperature scaling lowers ECE and NLL for every teacher",
                   f"least favourable of {len(tests)} (teacher, metric) pairs: {worst['label']}, "
@@ -227,48 +323,66 @@ def claims_table(results: pd.DataFrame, margins: Margins = MARGINS) -> pd.DataFr
     """The paper's claims, each tested on this run's data: statistic, 95% interval, verdict.
 
     Needs the columns role, arch, params, seed, mode, teacher, teacher_params, acc, ece,
-    ece_cal, nll, nll_cal and temperature; with kd_tau and val_acc (the tau control) it adds
-    ``replace`` against uncalibrated KD at the validation-tuned tau.
+    ece_cal, nll, nll_cal and temperature (an optional ``family`` overrides the name rule); with
+    kd_tau and val_acc (the tau control) it adds each calibrated mode against uncalibrated KD at
+    the validation-tuned tau. Order: the teacher claims (1, 2), then the paper's main claim, the
+    interaction (4., the benefit of calibration against teacher size), then 3, 4 and 5. Size
+    claims come per family of teachers and across families with a family term (``family``);
+    ``p_holm`` and ``verdict_holm`` adjust for the number of tests in the table (Holm).
     """
     teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]
     students = results[results["role"] == "student"]
+    family_of = families(results)
     rows = []
     if teachers["arch"].nunique() >= 1:
-        rows.append(_claim("1. larger teachers have higher ECE",
-                           "slope of teacher ECE per doubling of parameters (teacher means)",
-                           size_trend(teachers, "params", "ece", "positive", margins.ece_slope)))
+        rows += _size_claims("1. larger teachers have higher ECE",
+                             "slope of teacher ECE per doubling of parameters (teacher means)",
+                             teachers, "params", "ece", "positive", margins.ece_span, family_of)
     two = _teaching_claim(teachers, margins)
     if two is not None:
         rows.append(two)
     by_mode = {m: g for m, g in students.groupby("mode")}
+    calibrated = calibrated_modes(students)
     if "uncalibrated" in by_mode:
-        rows.append(_claim(
+        for mode in calibrated:
+            rows += _size_claims(
+                f"4. interaction ({mode}): the benefit of calibration grows with teacher size",
+                f"slope of ({mode} - uncalibrated) student acc per doubling of teacher "
+                "parameters (teacher means of the per-seed differences)",
+                interaction_frame(students, mode), "teacher_params", "acc", "positive",
+                margins.acc_span, family_of)
+        rows += _size_claims(
             "3. without calibration, student accuracy does not increase with teacher size",
             "slope of student acc per doubling of teacher parameters, uncalibrated KD",
-            size_trend(by_mode["uncalibrated"], "teacher_params", "acc", "negative",
-                       margins.acc_slope)))
-    for mode in ("replace", "compose"):
-        if mode in by_mode:
-            rows.append(_claim(
-                f"4. with calibration ({mode}), student accuracy increases with teacher size",
-                f"slope of student acc per doubling of teacher parameters, {mode} KD",
-                size_trend(by_mode[mode], "teacher_params", "acc", "positive", margins.acc_slope)))
-    for mode in ("replace", "compose"):
-        if mode in by_mode and "uncalibrated" in by_mode:
+            by_mode["uncalibrated"], "teacher_params", "acc", "negative", margins.acc_span,
+            family_of)
+    for mode in calibrated:
+        rows += _size_claims(
+            f"4. with calibration ({mode}), student accuracy increases with teacher size",
+            f"slope of student acc per doubling of teacher parameters, {mode} KD",
+            by_mode[mode], "teacher_params", "acc", "positive", margins.acc_span, family_of)
+    if "uncalibrated" in by_mode:
+        for mode in calibrated:
             diff = paired_by_seed(students, mode, "uncalibrated")
             rows.append(_claim(
                 f"5. calibrated ({mode}) beats uncalibrated distillation for the same teacher",
                 f"student acc, {mode} - uncalibrated, mean over teachers per seed",
                 seed_effect(per_seed_means(diff), "positive", margins.acc)))
     tuned = tuned_tau_students(students, None) if {"kd_tau", "val_acc"} <= set(students) else None
-    if tuned is not None and len(tuned) and "replace" in by_mode:
-        diff = paired_by_seed(students, "replace", tuned)
-        if diff["seed"].nunique() >= 1:
-            rows.append(_claim(
-                "5. calibrated (replace) beats uncalibrated distillation at the validation-tuned tau",
-                "student acc, replace - uncalibrated at each teacher's tuned tau, mean over "
-                "teachers per seed", seed_effect(per_seed_means(diff), "positive", margins.acc)))
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    if tuned is not None and len(tuned):
+        for mode in calibrated:
+            diff = paired_by_seed(students, mode, tuned)
+            if diff["seed"].nunique() >= 1:
+                rows.append(_claim(
+                    f"5. calibrated ({mode}) beats uncalibrated distillation at the "
+                    "validation-tuned tau",
+                    f"student acc, {mode} - uncalibrated at each teacher's tuned tau, mean over "
+                    "teachers per seed", seed_effect(per_seed_means(diff), "positive",
+                                                     margins.acc)))
+    table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    table["p_holm"] = holm(table["p_value"])
+    table["verdict_holm"] = holm_verdicts(table["verdict"], table["p_holm"])
+    return table
 
 
 def teacher_summary(teachers: pd.DataFrame) -> pd.DataFrame:
@@ -286,16 +400,31 @@ def teacher_summary(teachers: pd.DataFrame) -> pd.DataFrame:
 
 
 def mode_differences(students: pd.DataFrame, modes) -> pd.DataFrame:
-    """Every KD mode against the baseline, and each calibrated mode against uncalibrated KD."""
+    """Every KD mode against the baseline, and each calibrated mode against uncalibrated KD,
+    per teacher and pooled; Holm's adjustment over every row of the table (a figure that marks
+    rows as decided marks them by ``verdict_holm``)."""
     parts = [paired_differences(students, m, "baseline") for m in modes if m != "baseline"]
     if "uncalibrated" in modes:
         parts += [paired_differences(students, m, "uncalibrated") for m in modes
                   if m not in ("uncalibrated", "baseline")]
-    return pd.concat(parts, ignore_index=True)
+    return with_holm(pd.concat(parts, ignore_index=True))
 
 
 def _fmt(v: float) -> str:
-    return "-inf" if v == -np.inf else "+inf" if v == np.inf else f"{v:+.3g}"
+    """Signed, three significant digits, never in scientific notation, zero unsigned."""
+    if v == 0:
+        return "0"
+    if np.isinf(v):
+        return "-inf" if v < 0 else "+inf"
+    return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-",
+                                      sign=True)
+
+
+def _margin_text(c) -> str:
+    span = c.get("margin_span", np.nan)
+    if pd.notna(span) and np.isfinite(span):
+        return f"margin +-{c['margin']:.3g} per doubling (+-{span:.3g} over the ladder)"
+    return f"margin +-{c['margin']:.3g}"
 
 
 def claims_summary(claims: pd.DataFrame) -> str:
@@ -306,13 +435,23 @@ def claims_summary(claims: pd.DataFrame) -> str:
               if not (pd.isna(c["ci_low"]) or pd.isna(c["ci_high"])) else "no interval")
         mde = f", detectable at this design: {c['mde']:.3g}" if np.isfinite(c["mde"]) else ""
         note = f"; {c['note']}" if isinstance(c["note"], str) and c["note"] else ""
-        lines.append(f"- {c['claim']}: {c['verdict'].upper()} ({c['statistic']} = "
-                     f"{_fmt(c['estimate'])}, {ci}, n = {c['n']} {c['unit']}, margin "
-                     f"+-{c['margin']:.3g}{mde}{note})")
+        family = f" [{c['family']}]" if isinstance(c.get("family"), str) else ""
+        holm_v = c.get("verdict_holm")
+        after = (f"; after Holm: {holm_v.upper()}"
+                 if isinstance(holm_v, str) and holm_v != c["verdict"] else "")
+        lines.append(f"- {c['claim']}{family}: {c['verdict'].upper()}{after} "
+                     f"({c['statistic']} = {_fmt(c['estimate'])}, {ci}, n = {c['n']} "
+                     f"{c['unit']}, {_margin_text(c)}{mde}{note})")
     counts = claims["verdict"].value_counts()
     lines.append("In this run: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
                                              ("supported", "contradicted", "equivalent",
                                               "underpowered")) + ".")
+    if "verdict_holm" in claims:
+        held = claims["verdict_holm"].value_counts()
+        lines.append(f"After Holm's adjustment over {int(claims['p_value'].notna().sum())} "
+                     "tests: " + ", ".join(f"{held.get(v, 0)} {v}" for v in
+                                          ("supported", "contradicted", "equivalent",
+                                           "underpowered")) + ".")
     return "\n".join(lines)
 
 

@@ -11,9 +11,13 @@ run's config from it, so it runs in seconds and never writes over the committed 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import io
 import os
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +87,50 @@ def _small_logits(z: dict, n_bins: int) -> tuple[dict, float]:
     return {**out, **half}, error
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_fingerprint() -> dict:
+    """The code that made a bundle: a hash of the kdcal sources (what bundles are compared by)
+    and the git commit when the package sits in a git checkout ("" otherwise)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"source_hash": digest.hexdigest(), "git_commit": commit}
+
+
+def runs_id(runs_dir: Path) -> str:
+    """A bundle's id: a hash of its run files, names and bytes (the same runs, the same id)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(runs_dir).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(runs_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _provenance(cfg: StudyConfig, study_root: Path, bundle_id: str, code: dict,
+                device: str) -> list[dict]:
+    """One row per seed: the seeds the study's provenance.csv already records keep their row
+    (a grown study re-exported by `kdcal run`), the others are this run's."""
+    import pandas as pd
+
+    known = {}
+    path = study_root / "provenance.csv"
+    if path.exists():
+        known = {int(r["seed"]): r for r in pd.read_csv(path, dtype=str, keep_default_na=False)
+                 .to_dict("records")}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return [{**known[s], "seed": s} if s in known else
+            {"seed": s, "bundle_id": bundle_id, "git_commit": code["git_commit"],
+             "source_hash": code["source_hash"], "device": device,
+             "host": socket.gethostname(), "date": now}
+            for s in cfg.seeds]
+
+
 def export_bundle(cfg: StudyConfig, study_dir) -> Path:
     """Write ``bundle/`` into the study folder (replacing an older one) and return its path."""
     study = Study(study_dir)
@@ -102,12 +150,21 @@ def export_bundle(cfg: StudyConfig, study_dir) -> Path:
             worst = max(worst, error)
         runs[rid] = read_json(src / "metrics.json").get("role", "")
     info = read_json(study.root / "study.json") if (study.root / "study.json").exists() else {}
+    from .study import engine_for
+
+    code, device = code_fingerprint(), engine_for(cfg).device.type
     write_json({"format": FORMAT, "profile": info.get("profile", ""),
                 "overrides": info.get("overrides", {}), "config": cfg.to_dict(),
-                "amp": _amp_of(cfg), "runs": runs, "max_metric_change": worst},
+                "amp": _amp_of(cfg), "runs": runs, "max_metric_change": worst,
+                "code": code, "device": device,
+                "provenance": _provenance(cfg, study.root, runs_id(tmp / "runs"), code, device)},
                tmp / "bundle.json")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    from .grow import PROVENANCE, provenance_csv
+
+    atomic_write_bytes(provenance_csv(read_json(final / "bundle.json")["provenance"]),
+                       study.root / PROVENANCE)
     return final
 
 
@@ -195,9 +252,13 @@ def open_study(cfg: StudyConfig, study_dir, reference="", seed: bool = True,
 
 def study_results(cfg: StudyConfig, study_dir, reference="") -> pd.DataFrame:
     """Notebook 04's table: written from the runs when the study folder has them, else read from
-    the reference's results.csv (and copied into the study folder)."""
+    the reference's results.csv (and copied into the study folder); a study folder with a
+    results.csv but no runs and no reference (``kdcal analyse``) is read as it is."""
     from .study import write_results
 
+    own = Study(study_dir).root / "results.csv"
+    if not has_runs(cfg, study_dir) and not reference and own.exists():
+        return pd.read_csv(own)  # a study without its runs (a clone, a grown study): its table
     if has_runs(cfg, study_dir) or not reference:
         return write_results(cfg, study_dir)
     return _copy_table(Path(reference) / "results.csv", study_dir)
@@ -208,6 +269,9 @@ def regime_results(cfg: StudyConfig, study_dir, reference="", log=print) -> pd.D
     when the study folder holds the base runs, else the reference's regimes_results.csv."""
     from .regimes import run_regimes
 
+    own = Study(study_dir).root / "regimes_results.csv"
+    if not has_runs(cfg, study_dir) and not reference and own.exists():
+        return with_cell_order(pd.read_csv(own))  # analysed in place, nothing trained
     if has_runs(cfg, study_dir) or not reference:
         table = run_regimes(cfg, study_dir, log=log)
         write_csv(table.drop(columns=["order"]), Study(study_dir).root / "regimes_results.csv")

@@ -13,14 +13,13 @@ import re
 from dataclasses import dataclass, field, fields
 
 from .calibration import CALIBRATORS
-from .data import DATASETS
+from .budget import student_epochs
+from .data import DATASETS, TRAIN_POOL
 from .distill import KD_MODES
 from .models import ARCHS, NORMS
 from .train import COMPILE_MODES, PACK_CHOICES
 
 MODES = KD_MODES
-# training images per dataset (synthetic: synthetic_train), for checking sizes before any work
-TRAIN_POOL = {"fmnist": 60000, "cifar10": 50000, "cifar100": 50000}
 # config keys a regime may vary (notebook 05), one at a time
 REGIME_FACTORS = ("tau", "label_noise", "train_size", "transfer_size", "teachers", "teacher_epochs",
                   "teacher_weight_decay", "teacher_norm", "dataset")
@@ -76,6 +75,10 @@ class StudyConfig:
     teacher_norm: str = "batch"  # batch | none: batch norm as a calibration factor (Guo et al. 2017)
     # distillation (students)
     student_epochs: int = 30
+    # a step budget instead: 0 = student_epochs; N > 0 = the students and the no-KD baseline all
+    # train the fewest whole epochs that reach N optimizer steps (kdcal.budget), e.g. the steps
+    # of the teacher of the student's architecture, so no comparison is a budget difference
+    student_steps: int = 0
     student_batch_size: int = 0  # 0 = batch_size
     student_lr: float = 0.1
     student_milestones: list = field(default_factory=list)
@@ -226,23 +229,69 @@ PROFILES.update({
                      modes=["uncalibrated", "compose", "replace"], calibrators=["temperature"],
                      tau_grid=[2.0, 8.0], control_seeds=[], workers=2),
 })
+# Issue 22: a design where calibration can act. The evidence recipe (3,000 Fashion-MNIST images,
+# teachers fitted for 30 epochs, the tau control 2, 4, 8 on every seed), with: a depth ladder of 6
+# teachers (resnet8-56) beside the width ladder (resnet8, 8x2, 8x4); calibrators that are not a
+# temperature distilled from (cal-vector, cal-matrix: fitted on validation, KD at the same tau
+# as uncalibrated KD); the students and the no-KD baseline on the resnet8 teacher's own recipe
+# and budget (batch 64, lr 0.05, 1,380 steps = 30 epochs x 46 batches, kdcal.budget). Two
+# designs: students reuse the teachers' training images, or learn on 3,000 images no teacher
+# saw (the transfer split; teachers identical, same run ids, in both).
+#
+# Time, alone on 2 CPU cores (workers=2, 1 thread each), from outputs/evidence/log.txt (seconds
+# per epoch of 3,000 images at batch 64): resnet8 1.49, resnet14 2.87, resnet20 4.12, resnet32
+# 5.68, resnet8x2 3.29, resnet8x4 7.53; resnet44 7.94 and resnet56 10.01 extrapolated on the
+# depth line (+0.173 s per layer, least squares on resnet8-32). Per seed:
+#   teachers  (1.49+2.87+4.12+5.68+7.94+10.01+3.29+7.53) s x 30 epochs            = 1,288 s
+#   students  (8 teachers x (5 modes + 2 tau controls) + 1 baseline) = 57 resnet8s
+#             x 30 epochs x 1.49 s                                                = 2,548 s
+#   / 2 workers = 1,918 s, x 1.13 (the evidence run's wall clock over its summed epoch times:
+#   49.5 min / 44.1 teachers, 35 min / 30.7 students)                            = 36 min.
+# 4 seeds: 144 min, + about 3 min in notebook 02 (vector and matrix scaling fits: 0.5-1 s and
+# 5-11 s per teacher, timed on outputs/quick's teacher logits on a loaded machine) = 147 min;
+# 5 seeds would take 181 min, so 4 it is.
+# resnet14x3 (10.3 s/epoch, 10 min a seed with its students) was dropped from the width ladder
+# for the fourth seed. The transfer run costs the same plus a teacher forward on 3,000 images
+# per teacher (seconds); started in a copy of the reuse run's folder it skips the teachers
+# (about 97 min).
+#
+# Power (seeds are the unit of paired claims; t-test, 5% two-sided, 80% power, kdcal.inference):
+# mde = (t_.975 + t_.80 at 3 df) / sqrt(4) x sd = 2.08 sd. At the evidence run's per-seed sds of
+# paired differences (means over teachers, outputs/evidence/results.csv): compose - uncalibrated
+# 0.27 pt -> mde 0.57 pt; compose - tuned tau 0.35 -> 0.74; replace - uncalibrated 0.56 -> 1.16;
+# replace - tuned tau 0.63 -> 1.31. So 4 seeds decide effects of about 0.6-1.3 points; the 0.5-point
+# margin of issue 21 is reached at 80% power only where sd <= 0.24 pt, and would need 5-15 seeds
+# (3-9 hours) at those sds: smaller effects end `underpowered`, as they should. 3 seeds (with
+# resnet14x3 kept, 126 min) would give 3.1 sd (0.84-1.94 pt): worse on every claim.
+_EVIDENCE2 = dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
+                  split_per_seed=True,
+                  teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56",
+                            "resnet8x2", "resnet8x4"], student="resnet8",
+                  seeds=[0, 1, 2, 3], teacher_epochs=30, batch_size=64, lr=0.05,
+                  student_epochs=30, student_steps=1380, student_batch_size=64, student_lr=0.05,
+                  modes=["uncalibrated", "compose", "replace", "cal-vector", "cal-matrix"],
+                  calibrators=["temperature", "vector", "matrix"],
+                  tau_grid=[2.0, 8.0], control_seeds=[], workers=2)
+PROFILES["evidence-reuse"] = dict(_EVIDENCE2)
+PROFILES["evidence-transfer"] = dict(_EVIDENCE2, transfer_size=3000)
 for _name in ("quick", "paper-fmnist", "paper-cifar10", "paper-cifar100", "tutorial", "regimes-full"):
     PROFILES[_name]["split_per_seed"] = True  # each seed an independent rerun, split included
-# The evidence design at full scale on one GPU (issue 23): all of Fashion-MNIST (55,000 training
-# images), the same depth and width ladders, the calibrated-target modes beside compose and
-# replace, the tau control on every seed. Sized for one seed per 8-minute command on one H200 by
-# its eager epoch times at batch 512 (BENCHMARKS.md): about 9 s per epoch of the 7 teachers and
-# 11 s per epoch of the 7 student groups, so 15 + 10 epochs take about 250 s, plus the notebooks.
-# scripts/gpu_evidence.sh runs it seed by seed (`--set seeds=[S]`); a run of several seeds packs
-# each architecture's teachers (pack_teachers=auto on CUDA).
+# The issue-22 evidence design at full scale on one GPU (issue 23): all of Fashion-MNIST (55,000
+# training images, 5,000 for validation), the same depth ladder (resnet8-56) and width ladder
+# (resnet8, 8x2, 8x4), modes, calibrators and tau control; the students and the no-KD baseline on
+# the resnet8 teacher's budget (10 epochs x 107 batches of 512 = 1,070 steps). Sized for one seed
+# per 8-minute command on one H200, from its eager epoch times at batch 512 (BENCHMARKS.md, 55,000
+# images: resnet8 0.7 s, resnet20 1.5 s, resnet44 2.1-2.6 s, a packed group of 5 students 1.0-1.1
+# s; resnet14, 32 and 56 interpolated on depth, 1.1, 2.0 and 2.9 s; resnet8x2 and 8x4 estimated
+# at 0.8 and 1.2 s): teachers 12.5 s and the 8 groups of 7 students plus the baseline about 11 s
+# an epoch, so 10 epochs train in about 240 s; with the notebooks, calibration and report about
+# 340 s. scripts/gpu_evidence.sh grows it seed by seed (`--set seeds=[S]`); a run of several
+# seeds packs each architecture's teachers (pack_teachers=auto on CUDA).
 PROFILES["gpu-evidence"] = dict(
-    dataset="fmnist", train_size=0, val_size=5000, test_size=0, split_per_seed=True,
-    device="cuda", workers=0, eval_batch_size=5000,
-    teachers=list(PROFILES["evidence"]["teachers"]), student="resnet8",
-    seeds=list(range(12)), teacher_epochs=15, batch_size=512, lr=0.2,
-    student_epochs=10, student_batch_size=512, student_lr=0.2,
-    modes=["uncalibrated", "compose", "replace", "cal-vector", "cal-matrix"],
-    calibrators=["temperature", "vector", "matrix"], tau_grid=[2.0, 8.0], control_seeds=[])
+    _EVIDENCE2, train_size=0, val_size=5000, device="cuda", workers=0, eval_batch_size=5000,
+    seeds=list(range(12)), teacher_epochs=10, batch_size=512, lr=0.2,
+    # the resnet8 teacher's budget as epochs (same images and batch): no step budget needed
+    student_epochs=10, student_steps=0, student_batch_size=512, student_lr=0.2)
 
 
 def _coerce(name: str, value, default):
@@ -375,7 +424,7 @@ def validate(cfg: StudyConfig) -> None:
                  "synthetic_channels", "synthetic_classes"):
         _range(name, getattr(cfg, name), 1)
     for name in ("train_size", "test_size", "split_seed", "threads", "student_batch_size",
-                 "workers"):
+                 "workers", "student_steps"):
         _range(name, getattr(cfg, name), 0)
     for name in ("lr", "student_lr", "tau"):
         _range(name, getattr(cfg, name), 0, lo_open=True)
@@ -383,7 +432,8 @@ def validate(cfg: StudyConfig) -> None:
     _range("momentum", cfg.momentum, 0, 1)
     _range("weight_decay", cfg.weight_decay, 0)
     _range("gamma", cfg.gamma, 0, 1, lo_open=True)
-    for name, epochs in (("milestones", cfg.teacher_epochs), ("student_milestones", cfg.student_epochs)):
+    for name, epochs in (("milestones", cfg.teacher_epochs),
+                         ("student_milestones", student_epochs(cfg))):
         ms = getattr(cfg, name)
         if not all(isinstance(m, int) and 0 < m < epochs for m in ms) or ms != sorted(ms):
             raise ConfigError(f"{name} must be increasing epochs in 1..{epochs - 1}, got {ms}")

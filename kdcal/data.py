@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 DATASETS = ("fmnist", "cifar10", "cifar100", "synthetic")
+# training images per dataset (synthetic: its synthetic_train), for sizes known before any load
+TRAIN_POOL = {"fmnist": 60000, "cifar10": 50000, "cifar100": 50000}
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -368,8 +370,14 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, device="cpu"):
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g).to(device)
-    full = max(1, n // batch_size) * batch_size if n >= batch_size else n
+    full = batches_per_epoch(n, batch_size) * batch_size if n >= batch_size else n
     return list(perm[:full].split(batch_size))
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of :func:`epoch_batches` (full batches only; one batch of
+    all ``n`` images when ``n < batch_size``): what a step budget counts in."""
+    return max(1, n // batch_size)
 
 
 def augment_generator(seed: int, epoch: int) -> torch.Generator:

@@ -80,6 +80,10 @@ def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=
                 log(f"[{rid}] done, skipped")
         else:
             todo.append(task)
+    estimates = _plan_estimates(cfg)
+    eta = _eta(cfg, todo, estimates)
+    if eta is not None:
+        log(f"[{desc}] {len(todo)} tasks, plan: ~{eta} (kdcal plan)")
     if cfg.executor == "ray":
         _run_on_ray(cfg, study, largest_first(todo), desc, log)
     elif cfg.workers > 1 and len(todo) > 1:
@@ -87,6 +91,30 @@ def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=
     else:  # one by one here: the thread count is training_threads(cfg), as in the workers
         for task in todo:
             task.fn(cfg, study, *task.args, log=log)
+
+
+def _plan_estimates(cfg: StudyConfig) -> dict:
+    """Seconds per task label from ``kdcal plan`` (empty when it has no estimate)."""
+    from .plan import task_estimates
+
+    try:
+        return task_estimates(cfg)
+    except (ValueError, KeyError, OSError):
+        return {}
+
+
+def _eta(cfg: StudyConfig, tasks: list[Task], estimates: dict) -> str | None:
+    """The plan's estimate for these tasks as text, for the stage's progress bar and log."""
+    from .plan import duration, remaining_seconds
+
+    seconds = remaining_seconds(cfg, [t.label for t in tasks], estimates)
+    return None if seconds is None else duration(seconds)
+
+
+def _show_eta(bar, cfg: StudyConfig, tasks: list[Task], estimates: dict) -> None:
+    eta = _eta(cfg, tasks, estimates)
+    if eta is not None:
+        bar.set_postfix_str(f"plan ETA ~{eta}")
 
 
 # ---------------------------------------------------------------- artifacts, without Ray
@@ -240,6 +268,8 @@ def _run_in_workers(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str
                                initializer=_worker_init, initargs=(owner, os.getpid()))
     failures, total, done = [], len(tasks), 0
     bar = tqdm(total=total, desc=desc, unit="task")
+    estimates, left = _plan_estimates(cfg), list(tasks)
+    _show_eta(bar, cfg, left, estimates)
     try:
         with _environment(TQDM_DISABLE="1"):  # no progress bars from the workers' trainings
             pending = {pool.submit(execute_in_place, wcfg, t.fn, t.args, str(study.root)): t
@@ -257,6 +287,8 @@ def _run_in_workers(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str
             if result["error"]:
                 failures.append(f"{label}: {result['error']}")
                 log(f"[{desc}] FAILED {failures[-1]}")
+            left.remove(task)
+            _show_eta(bar, cfg, left, estimates)
             bar.update(1)
             log(f"[{desc}] {done}/{total} tasks done ({label})")
     except BaseException:
@@ -339,6 +371,8 @@ def _run_on_ray(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, lo
         pending[ref] = task
     failures, total = [], len(pending)
     bar = tqdm(total=total, desc=desc, unit="task")
+    estimates = _plan_estimates(cfg)
+    _show_eta(bar, cfg, list(pending.values()), estimates)
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
         task = pending.pop(ref)
@@ -354,6 +388,7 @@ def _run_on_ray(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, lo
             for line in result["log"]:
                 log(line)
             deliver(study, result["runs"], result["removed"])
+        _show_eta(bar, cfg, list(pending.values()), estimates)
         bar.update(1)
         log(f"[{desc}] {total - len(pending)}/{total} tasks done ({task.label})")
     bar.close()

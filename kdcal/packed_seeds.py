@@ -23,7 +23,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .data import Splits, apply_augment, augment_draws, augment_generator, epoch_batches
+from .data import (Splits, apply_augment, augment_draws, augment_generator,
+                   batches_per_epoch, epoch_batches)
 from .packed import PackedModels
 from .store import atomic_torch_save, safe_torch_load
 from .train import Engine, Recipe
@@ -45,7 +46,8 @@ class SeedMember:
 def train_packed_seeds(members: list[SeedMember], recipe: Recipe, engine: Engine,
                        desc: str = "train", log: Callable = print) -> list[dict]:
     """Train ``members`` as one packed program, each resumed from its own checkpoint; return,
-    per member, ``{"model", "history", "failed"}`` (failed: the divergence message or None).
+    per member, ``{"model", "history", "failed", "steps"}`` (failed: the divergence message or
+    None; steps: the optimizer steps it took).
 
     Members whose checkpoints stopped at different epochs (a kill between two members' writes,
     or a switch between packed and separate runs) train as one packed program per epoch."""
@@ -113,8 +115,8 @@ def _train_cohort(members: list[SeedMember], resumed: list[dict | None], start_e
 
     data = [m.splits for m in members]
     n_train, (c, h, w) = len(data[0].train_y), data[0].train_x.shape[1:]
-    steps = len(epoch_batches(n_train, recipe.batch_size, 0, 0))
-    batch = len(epoch_batches(n_train, recipe.batch_size, 0, 0)[0])
+    steps = batches_per_epoch(n_train, recipe.batch_size)
+    batch = min(recipe.batch_size, n_train)  # epoch_batches' batches: all full
     n_seen = steps * batch  # the same every epoch
     pad = max(1, data[0].image_size // 8)
     mean = torch.stack([s.mean for s in data])  # [K, 1, C, 1, 1]: each member's own split
@@ -182,4 +184,7 @@ def _train_cohort(members: list[SeedMember], resumed: list[dict | None], start_e
                                   m.checkpoint)
     bar.close()
     packed.unpack_into(nets)
-    return [{"model": nets[i], "history": history[i], "failed": failed.get(i)} for i in range(k)]
+    # optimizer steps each member took (its finished epochs, a resumed run's included), as
+    # train_group counts them
+    return [{"model": nets[i], "history": history[i], "failed": failed.get(i),
+             "steps": len(history[i]) * steps} for i in range(k)]

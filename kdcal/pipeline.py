@@ -42,14 +42,61 @@ def _show_notebook_output() -> None:
     logger.propagate = False
 
 
+def _execute(study: Study, name: str, profile: str, params: dict, cfg: StudyConfig,
+             reference: dict) -> None:
+    """One notebook by papermill into the study folder; a failure names the cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    target = study.root / name
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
+                            parameters={"profile": profile, "overrides": params,
+                                        "study_dir": str(study.root), "executor": cfg.executor,
+                                        "workers": cfg.workers, **reference},
+                            cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "
+                             f"{exc.evalue} (partly executed notebook kept at {target})") from None
+
+
+def report_title(profile: str) -> str:
+    return f"Does a calibrated teacher teach better? kdcal study, profile {profile}"
+
+
+def analyse_study(study_dir, log=print) -> Path:
+    """Re-run the analysis (notebook 04, and 05 when the study has a regimes table) and the
+    report on a study folder's own tables, training nothing: for a committed study on a fresh
+    clone (no runs), or a study grown by ``kdcal add``. The other notebooks stay as they ran."""
+    from .report import build_report
+    from .store import read_json
+
+    study = Study(Path(study_dir).resolve())
+    info = study.root / "study.json"
+    if not info.exists() or not (study.root / "results.csv").exists():
+        raise NotebookFailed(f"{study.root} is not a study folder (it needs study.json and "
+                             "results.csv)")
+    meta = read_json(info)
+    profile, params = meta["profile"], meta.get("overrides", {})
+    cfg = resolve(profile, params)
+    _show_notebook_output()
+    with study.lock():
+        names = ["04_analyze.ipynb"] + ([REGIMES_NOTEBOOK] if cfg.regimes and (
+            study.root / "regimes_results.csv").exists() else [])
+        for name in names:
+            log(f"== {name} -> {study.root / name} (its own tables, nothing trained)")
+            _execute(study, name, profile, params, cfg, {"reference": ""})
+        notebooks = [n for n in NOTEBOOKS + [REGIMES_NOTEBOOK] if (study.root / n).exists()]
+        report = build_report(study.root, notebooks, report_title(profile))
+        log(f"== report: {report}")
+    return study.root
+
+
 def run_study(profile: str = "quick", overrides: dict | None = None, out: str | None = None,
               log=print) -> Path:
     cfg = resolve(profile, overrides or {})  # fails before any work starts
     params = typed_overrides(cfg, overrides or {})
     study = Study(Path(out or PROJECT / "outputs" / profile).resolve())
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     _show_notebook_output()
     with study.lock():
         os.environ["KDCAL_LOCK_OWNER"] = (study.root / ".lock").read_text().strip()
@@ -59,20 +106,10 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
         log(f"== training log: {study.root / LOG_NAME} (follow it with tail -f)")
         notebooks = NOTEBOOKS + ([REGIMES_NOTEBOOK] if cfg.regimes else [])
         for name in notebooks:
-            target = study.root / name
-            log(f"== {name} -> {target}")
+            log(f"== {name} -> {study.root / name}")
             t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
-                                    parameters={"profile": profile, "overrides": params,
-                                                "study_dir": str(study.root),
-                                                "executor": cfg.executor, "workers": cfg.workers,
-                                                **({"reference": ""} if name in READS_REFERENCE
-                                                   else {})},
-                                    cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=True)
-            except PapermillExecutionError as exc:
-                raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: "
-                                     f"{exc.evalue} (partly executed notebook kept at {target})") from None
+            _execute(study, name, profile, params, cfg,
+                     {"reference": ""} if name in READS_REFERENCE else {})
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
         from .bundle import export_bundle
         from .report import build_report
@@ -81,8 +118,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
         log(f"== bundle for the interactive path: {path} ({size:.1f} MB)")
 
-        report = build_report(study.root, notebooks,
-                              f"Does a calibrated teacher teach better? kdcal study, profile {profile}")
+        report = build_report(study.root, notebooks, report_title(profile))
         log(f"== report: {report}")
         write_json({"seconds": time.perf_counter() - t_start}, study.root / "timing.json")
     return study.root

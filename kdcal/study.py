@@ -12,7 +12,7 @@ from functools import lru_cache
 import pandas as pd
 import torch
 
-from . import metrics
+from . import budget, metrics
 from .calibration import CalibrationError, fit_temperature
 from .config import StudyConfig, training_threads
 from .data import Splits, as_transfer, load_dataset, make_splits, with_label_noise
@@ -108,7 +108,7 @@ def teacher_recipe(cfg: StudyConfig) -> Recipe:
 
 
 def student_recipe(cfg: StudyConfig) -> Recipe:
-    return Recipe(cfg.student_epochs, cfg.student_batch_size or cfg.batch_size, cfg.student_lr, cfg.momentum,
+    return Recipe(budget.student_epochs(cfg), cfg.student_batch_size or cfg.batch_size, cfg.student_lr, cfg.momentum,
                   cfg.weight_decay, cfg.schedule, list(cfg.student_milestones), cfg.gamma,
                   cfg.augment)
 
@@ -213,12 +213,12 @@ def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, l
     out = train_group({arch: Member(model, loss)}, noisy, recipe, teacher_seed(seed), engine,
                       run / "train.pt", desc=desc, log=log, study_seed=seed)
     _record_teacher(study, rid, config, arch, seed, out["models"][arch], out["failed"].get(arch),
-                    out["history"][arch], time.perf_counter() - t0, splits, engine, cfg, log,
-                    keep_train_logits)
+                    out["history"][arch], out["steps"][arch], time.perf_counter() - t0, splits,
+                    engine, cfg, log, keep_train_logits)
 
 
 def _record_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, model,
-                    failed: str | None, history: list, seconds: float, splits: Splits,
+                    failed: str | None, history: list, steps: int, seconds: float, splits: Splits,
                     engine: Engine, cfg: StudyConfig, log, keep_train_logits: bool) -> None:
     """A trained teacher's run: failed.json when it diverged, else its model, logits, metrics."""
     if failed:
@@ -228,7 +228,7 @@ def _record_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, 
     _finish_model(study, rid, model, splits, engine, cfg,
                   {"role": "teacher", "arch": arch, "seed": seed,
                    **({"variant": config["variant"]} if "variant" in config else {}),
-                   "params": count_params(model), "train_seconds": seconds,
+                   "params": count_params(model), "steps": steps, "train_seconds": seconds,
                    "history": history}, keep_train_logits=keep_train_logits)
 
 
@@ -261,7 +261,8 @@ def _packed_teacher_task(cfg: StudyConfig, study: Study, arch: str, runs: list,
     seconds = (time.perf_counter() - t0) / len(members)  # each member's share
     for (rid, seed, config, splits), out in zip(todo, outs):
         _record_teacher(study, rid, config, arch, seed, out["model"], out["failed"],
-                        out["history"], seconds, splits, engine, cfg, log, keep_train_logits=True)
+                        out["history"], out["steps"], seconds, splits, engine, cfg, log,
+                        keep_train_logits=True)
 
 
 def variant_recipe(cfg: StudyConfig, variant: str) -> tuple[Recipe, float]:
@@ -331,8 +332,8 @@ def variant_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
         run = study.run_dir(rid)
         if study.is_done(rid) and (run / "calibration.json").exists():
             m, c = read_json(run / "metrics.json"), read_json(run / "calibration.json")
-            rows.append({"arch": arch, "params": m["params"], "seed": seed, "variant": variant,
-                         "acc": m["acc"], "ece": m["ece"], "nll": m["nll"],
+            rows.append({"arch": arch, "params": m["params"], "steps": m.get("steps"),
+                         "seed": seed, "variant": variant, "acc": m["acc"], "ece": m["ece"], "nll": m["nll"],
                          "temperature": c["temperature"], "ece_cal": c["test_after"]["ece"],
                          "nll_cal": c["test_after"]["nll"], "run_id": rid})
     return pd.DataFrame(rows)
@@ -427,11 +428,29 @@ def _calibrate_run(study: Study, rid: str, cfg: StudyConfig) -> dict:
               "val_nll_after": metrics.nll(z["val_logits"] / t, z["val_labels"]),
               "test_before": metrics.summarize(z["test_logits"], z["test_labels"], cfg.ece_bins),
               "test_after": metrics.summarize(z["test_logits"] / t, z["test_labels"], cfg.ece_bins)}
-    if "train_labels" in z:  # T fitted on validation, judged on the images students learn from
+    if "train_labels" in z:  # a teacher that teaches: T judged where its students learn too
         result["train_after"] = metrics.summarize(z["train_logits"] / t, z["train_labels"],
                                                   cfg.ece_bins)
+        # the mechanism: what calibration does to the targets the students actually see
+        logits, labels = distill_logits(study, rid, cfg, z)
+        result["distill_before"] = metrics.summarize(logits, labels, cfg.ece_bins)
+        result["distill_after"] = metrics.summarize(logits / t, labels, cfg.ece_bins)
     write_json(result, run / "calibration.json")
     return result
+
+
+def distill_logits(study: Study, rid: str, cfg: StudyConfig, z: dict) -> tuple:
+    """A teacher's logits and the true labels on the images its students learn from: its own
+    training images (logits kept at training time), or with ``transfer_size`` the transfer
+    split, predicted here as the students' group task predicts it."""
+    if not cfg.transfer_size:
+        return z["train_logits"], z["train_labels"]
+    engine = engine_for(cfg)
+    splits = load_splits(for_seed(cfg, read_json(study.run_dir(rid) / "config.json")["seed"]),
+                         engine)
+    model = engine.prepare(load_model(study, rid, splits))
+    return (predict(model, splits.transfer_x, splits, engine, cfg.eval_batch_size),
+            splits.transfer_y.cpu())
 
 
 def compare_calibrators(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
@@ -501,7 +520,11 @@ def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
                          **{f"{k}_before": v for k, v in c["test_before"].items()},
                          **{f"{k}_after": v for k, v in c["test_after"].items()},
                          **{f"train_{k}_cal": c["train_after"][k] for k in ("ece", "nll")
-                            if "train_after" in c}})
+                            if "train_after" in c},
+                         **({f"distill_{k}": c["distill_before"][k] for k in ("acc", "ece", "nll")}
+                            if "distill_before" in c else {}),
+                         **({f"distill_{k}_cal": c["distill_after"][k] for k in ("ece", "nll")}
+                            if "distill_after" in c else {})})
     return pd.DataFrame(rows)
 
 
@@ -579,7 +602,7 @@ def distill_students(cfg: StudyConfig, study_dir, log=print, plan: list[dict] | 
     tasks = [Task(_student_group_task, (todo,), [p["rid"] for p in todo],
                   inputs=_teacher_files(cfg, todo), checkpoints=[_group_checkpoint(group, todo)],
                   label=f"students of {todo[0]['teacher_arch'] or 'no teacher'} seed {todo[0]['seed']}",
-                  cost=training_cost(cfg.student, cfg.student_epochs, len(todo)))
+                  cost=training_cost(cfg.student, budget.student_epochs(cfg), len(todo)))
              for group, todo in groups.items()]
     with study.lock():
         run_tasks(cfg, study, tasks, "student groups", log)
@@ -606,11 +629,18 @@ def _teacher_files(cfg: StudyConfig, todo: list[dict]) -> list[str]:
 
 def _student_group_task(cfg: StudyConfig, study: Study, todo: list[dict], log=print) -> None:
     """All students of one teacher and seed (or the baselines of one seed) in one training loop:
-    a unit of work of the executor (in this process or on a Ray worker)."""
+    a unit of work of the executor (in this process or on a Ray worker).
+
+    Every student and the no-KD baseline learn on the same images: with ``transfer_size`` the
+    transfer split (images no teacher trained on, validated on or tested on), the baseline with
+    those images' true labels and the students with the teacher's targets there (plus the same
+    labels at weight 1 - alpha); else the teachers' own training images, with their clean labels.
+    """
     engine = engine_for(cfg)
     group, seed = todo[0]["group"], todo[0]["seed"]
     splits = load_splits(for_seed(cfg, seed), engine)
-    # students learn on the transfer images when there are some, else on the teachers' own
+    # students (and the baseline) learn on the transfer images when there are some, else on
+    # the teachers' own
     train_splits = as_transfer(splits) if cfg.transfer_size else splits
     teacher_rid = todo[0]["teacher_rid"]
     teacher_logits, teacher_model = None, None
@@ -660,7 +690,7 @@ def _student_group_task(cfg: StudyConfig, study: Study, todo: list[dict], log=pr
                        "teacher": p["teacher_arch"], "temperature": p["T"],
                        "kd_tau": p["config"]["kd_tau"],
                        "teacher_temperature": p["config"]["teacher_temperature"],
-                       "params": count_params(members[key].model),
+                       "params": count_params(members[key].model), "steps": out["steps"][key],
                        "train_seconds": seconds / len(todo),
                        "history": out["history"][key]},
                       teacher_logits=teacher_logits)
@@ -688,10 +718,15 @@ def load_model(study: Study, rid: str, splits: Splits) -> torch.nn.Module:
 
 
 def calibrated_targets(study: Study, teacher_rid: str, method: str, train_logits: torch.Tensor):
-    """The teacher's training-set distribution under a fitted calibrator, as KD logits.
+    """The teacher's distribution on the students' images under a calibrator fitted on
+    validation only, as KD logits; a ``cal-<method>`` student distills from them at the same
+    tau as uncalibrated KD (teacher temperature 1).
 
-    Binning calibrators give probabilities only: their targets are log p, so that at temperature
-    tau the student learns p^(1/tau), renormalised (see notebook 02).
+    Scaling calibrators (temperature, vector, matrix) hand over their calibrated logits g(z), as
+    log-softmax: the student's targets are softmax(g(z) / tau). Probability-output calibrators
+    (histogram, isotonic, beta) give p only: their logits are log max(p, 1e-12), so that at tau
+    the targets are p^(1/tau) / sum_j p_j^(1/tau), the calibrated distribution softened at tau
+    (``Calibrator.target_logits``; notebook 02).
     """
     from .calibration import CALIBRATORS
 
@@ -713,10 +748,11 @@ def student_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- 04 results
-RESULT_COLUMNS = ["role", "arch", "params", "seed", "mode", "teacher", "teacher_params",
+RESULT_COLUMNS = ["role", "arch", "params", "steps", "seed", "mode", "teacher", "teacher_params",
                   "acc", "ece", "nll", "brier", "temperature", "acc_cal", "ece_cal", "nll_cal",
                   "brier_cal", "train_acc", "train_ece", "train_ece_cal", "train_nll",
-                  "train_nll_cal", "kd_tau", "teacher_temperature", "teacher_acc", "teacher_ece", "teacher_ece_cal",
+                  "train_nll_cal", "distill_acc", "distill_ece", "distill_ece_cal", "distill_nll",
+                  "distill_nll_cal", "kd_tau", "teacher_temperature", "teacher_acc", "teacher_ece", "teacher_ece_cal",
                   "agreement", "kl_teacher", "val_acc", "run_id"]
 # Wall-clock seconds stay in each run's metrics.json: results.csv is bitwise reproducible.
 VOLATILE_COLUMNS = ["train_seconds"]
@@ -728,7 +764,7 @@ def results_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
     cal = calibration_table(cfg, study_dir)
     if len(teachers) and len(cal):
         after = cal[["run_id", "temperature"] + [c for c in cal if c.endswith("_after")
-                                                 or c.startswith("train_")]]
+                                                 or c.startswith(("train_", "distill_"))]]
         after = after.rename(columns=lambda c: c.replace("_after", "_cal"))
         teachers = teachers.merge(after, on="run_id", how="left")
     teachers["mode"], teachers["teacher"] = "teacher", ""

@@ -1,4 +1,5 @@
-"""Tables for people: rounded numbers, intervals as [low, high], teachers by size, no index, nothing cut.
+"""Tables for people: numbers as people write them, intervals as [low, high] clipped to what is
+possible, teachers by size, no index, nothing cut.
 
 The analysis returns plain frames (some cells hold (low, high) tuples or NaN where too few seeds
 give no interval); :func:`show` turns one into a table that reads the same in JupyterLab, in the
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -27,28 +29,78 @@ def display_path(path) -> str:
         return "/".join(path.parts[-2:])
 
 
-def format_value(value, digits: int = 4) -> str:
-    """One cell as text: numbers rounded, intervals as [low, high], NaN as a dash, dicts unpacked."""
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, numbers.Number) for v in value):
-        lo, hi = value
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return NO_VALUE
-        return f"[{format_value(lo, digits)}, {format_value(hi, digits)}]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {format_value(v, digits)}" for k, v in value.items())
+def format_number(value, digits: int = 4) -> str:
+    """A number as a person reads it: no "14.0000", no "-5.53e-05", no "-0.000".
+
+    Whole numbers print without decimals; from 1 up, ``digits`` significant digits; below 1,
+    ``digits`` decimals, or two significant digits where those decimals would keep fewer; zero
+    (of either sign) as ``0``; NaN and infinities (no value, no interval) as a dash.
+    """
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Integral):
         return str(int(value))
-    if isinstance(value, numbers.Real):
-        if not math.isfinite(value):
-            return NO_VALUE
-        if float(value).is_integer() and abs(value) >= 1000:
-            return str(int(value))
-        return f"{value:.{digits}g}" if abs(value) >= 10 ** digits else f"{value:.{digits}f}"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    v = float(value)
+    if not math.isfinite(v):
+        return NO_VALUE
+    if v.is_integer():
+        return str(int(v))  # -0.0 included: "0"
+    magnitude = math.floor(math.log10(abs(v)))
+    if magnitude >= 0:
+        decimals = max(0, digits - 1 - magnitude)
+    else:
+        decimals = max(digits, 1 - magnitude)  # at least two significant digits
+    return f"{v:.{decimals}f}"  # never rounds to zero: at least one significant digit is kept
+
+
+def format_interval(low, high, digits: int = 4, bounds: tuple[float, float] | None = None) -> str:
+    """``[low, high]``, each end clipped to ``bounds`` (what the quantity can be); a dash without one."""
+    if not all(isinstance(v, numbers.Number) and math.isfinite(v) for v in (low, high)):
+        return NO_VALUE
+    low, high = clip(low, bounds), clip(high, bounds)
+    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
+def clip(value, bounds: tuple[float, float] | None):
+    """``value`` moved into ``bounds`` (low, high); unchanged without bounds or when not a number."""
+    if bounds is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def format_value(value, digits: int = 4, bounds: tuple[float, float] | None = None) -> str:
+    """One cell as text: numbers by :func:`format_number`, intervals as [low, high], NaN as a dash,
+    dicts unpacked; numbers clipped to ``bounds`` when given."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, numbers.Number) for v in value):
+        return format_interval(*value, digits=digits, bounds=bounds)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_value(v, digits, bounds)}" for k, v in value.items())
+    if isinstance(value, numbers.Number):
+        return format_number(clip(value, bounds), digits)
+    if value is None or value is pd.NA:
         return NO_VALUE
     return str(value)
+
+
+# What each metric can be: interval ends outside these are an artefact of a t-interval, not data.
+METRIC_BOUNDS = {
+    **dict.fromkeys(("acc", "ece", "ace", "mce", "classwise_ece", "agreement"), (0.0, 1.0)),
+    "brier": (0.0, 2.0),
+    **dict.fromkeys(("nll", "kl_teacher", "temperature", "kd_tau"), (0.0, math.inf)),
+}
+INTERVAL_END = re.compile(r"(?:^|_)(?:low|high|lo|hi|ci)$")
+_METRIC_AFFIXES = re.compile(r"^(?:train|val|test|teacher|student)_|_(?:low|high|lo|hi|ci)$|_cal$")
+
+
+def metric_bounds(column: str) -> tuple[float, float] | None:
+    """The possible range of the metric a column holds, read from its name (``train_acc_high``:
+    accuracy, [0, 1]; ``nll_cal_low``: NLL, [0, inf)); None for anything else (a difference, a slope)."""
+    name = str(column)
+    while True:
+        stripped = _METRIC_AFFIXES.sub("", name, count=1)
+        if stripped == name:
+            return METRIC_BOUNDS.get(name)
+        name = stripped
 
 
 def teacher_sizes(frame: pd.DataFrame) -> dict[str, float]:
@@ -103,11 +155,25 @@ class Table:
         return f"{self.caption}\n{text}" if self.caption else text
 
 
+def column_bounds(frame: pd.DataFrame, bounds=None) -> dict:
+    """Column -> the range its numbers are clipped to: ``bounds`` as a dict (column -> (low, high)),
+    or one (low, high) for every interval column (``ci_low``, ``*_high``, cells holding intervals) of
+    a table of one metric; otherwise each column's metric, read from its name (:func:`metric_bounds`)."""
+    if bounds is not None and not isinstance(bounds, dict):
+        if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+            raise ValueError(f"bounds={bounds!r}: give (low, high) with low <= high, or a dict")
+        return {c: tuple(bounds) for c in frame.columns if INTERVAL_END.search(str(c))
+                or frame[c].map(lambda v: isinstance(v, tuple)).any()}
+    inferred = {c: metric_bounds(c) for c in frame.columns}
+    return {**{c: b for c, b in inferred.items() if b is not None}, **(bounds or {})}
+
+
 def table(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] | None = None,
-          columns: list[str] | None = None, caption: str | None = None) -> Table:
+          columns: list[str] | None = None, caption: str | None = None, bounds=None) -> Table:
     """``frame`` (or one record, a dict) formatted for reading: see the module docstring.
 
-    A named index (a pivot table's teachers, say) becomes the first column.
+    A named index (a pivot table's teachers, say) becomes the first column. Numbers are clipped to
+    what they can be (:func:`column_bounds`): an accuracy interval ends at 1, an NLL interval at 0.
     """
     if isinstance(frame, dict):
         frame = pd.DataFrame([frame])
@@ -119,14 +185,15 @@ def table(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] |
         if missing:
             raise KeyError(f"table: no column(s) {missing}; available: {list(frame.columns)}")
         frame = frame[columns]
-    text = frame.apply(lambda col: col.map(lambda v: format_value(v, digits)))
+    limits = column_bounds(frame, bounds)
+    text = frame.apply(lambda col: col.map(lambda v: format_value(v, digits, limits.get(col.name))))
     text.columns = [str(c) for c in frame.columns]
     return Table(text.reset_index(drop=True), caption)
 
 
 def show(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] | None = None,
-         columns: list[str] | None = None, caption: str | None = None) -> None:
+         columns: list[str] | None = None, caption: str | None = None, bounds=None) -> None:
     """Display :func:`table` (in a notebook; printed text elsewhere)."""
     from IPython.display import display
 
-    display(table(frame, digits, sizes, columns, caption))
+    display(table(frame, digits, sizes, columns, caption, bounds))

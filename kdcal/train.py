@@ -165,7 +165,8 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
                 teacher: torch.nn.Module | None = None,
                 teacher_logits: torch.Tensor | None = None, log: Callable = print,
                 study_seed: int | None = None) -> dict:
-    """Train ``members`` together; resume from ``checkpoint``; return per-member history and failures.
+    """Train ``members`` together; resume from ``checkpoint``; return per-member history, failures
+    and optimizer steps.
 
     Teacher outputs come from ``teacher_logits`` (one row per training image; used when the
     inputs are not augmented) or from a forward of ``teacher`` on each augmented batch.
@@ -303,4 +304,7 @@ def train_group(members: dict[str, Member], splits: Splits, recipe: Recipe, seed
     bar.close()
     if packed is not None:
         packed.unpack_into([nets[n] for n in names])
-    return {"history": history, "failed": failed, "models": nets}
+    # optimizer steps each member took (its finished epochs, a resumed run's included): the
+    # training budget results.csv reports
+    return {"history": history, "failed": failed, "models": nets,
+            "steps": {n: len(history[n]) * steps for n in names}}

@@ -60,15 +60,16 @@ workers = None         # local worker processes side by side; None = the profile
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, logfile
+from kdcal import config, study, plots, analysis, tables, logfile, budget
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
 figures = study.Study(study_dir).figures
 plots.style()
 log = logfile.StudyLog(study_dir, "03_distill_students")
-print(f"student {cfg.student}: {cfg.student_epochs} epochs, lr {cfg.student_lr}, tau {cfg.tau}, "
-      f"KD weight alpha {cfg.alpha}, modes {cfg.modes} + baseline")
+print(f"student {cfg.student}: {budget.student_epochs(cfg)} epochs = {budget.student_steps(cfg)} steps "
+      f"for every student and the baseline (teachers: {budget.teacher_steps(cfg)}), "
+      f"lr {cfg.student_lr}, tau {cfg.tau}, KD weight alpha {cfg.alpha}, modes {cfg.modes} + baseline")
 
 # %%
 plan = study.student_plan(cfg, study_dir)

@@ -24,8 +24,10 @@
 # %% [markdown]
 # **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
 # 95% interval of a paired difference; (3) tell the four verdicts apart (supported, contradicted, equivalent,
-# underpowered) and say what a minimum detectable effect is.
-#
+# underpowered) and say what a minimum detectable effect is; (4) say why the paper's claim is an
+# *interaction*, and why a size claim is tested inside a family of teachers.
+
+# %% [markdown] tags=["notebook-only"]
 # **Run alone.** With no runs of its profile in `study_dir`, this notebook reads the reference run
 # (`reference`): its bundle when it has one, else its `results.csv` alone. Seconds, nothing written outside
 # `study_dir`.
@@ -35,7 +37,7 @@
 profile = "tutorial"   # tutorial (minutes, the default) | smoke | quick | paper-fmnist | paper-cifar10 | paper-cifar100
 overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
-executor = "local"     # local | ray: where the trainings run (README: On a cluster)
+executor = "local"     # local | ray: where the trainings run (docs/running.md: On a cluster)
 workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
 
@@ -68,12 +70,15 @@ tables.show(summary)
 # %% [markdown]
 # ## Students: accuracy against teacher size, per mode
 #
-# Every seed is a dot and the line joins the means over seeds (95% t-intervals from 3 seeds on); modes
-# sit side by side around each teacher. The dashed line is the no-KD baseline's mean, thin grey lines its
-# seeds.
+# Every seed is a dot and the line joins the means over seeds (95% t-intervals, never from fewer than 3 seeds); modes
+# sit side by side around each teacher. The no-KD baseline sits left of the teachers (its seeds as dots, mean
+# and interval in brown), its mean dotted across; lines join teachers of one family only (depth solid, width
+# dashed).
+
+# %% tags=["appendix"]
+tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes, bounds=(0, 1))
 
 # %%
-tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=sizes)
 plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_accuracy_vs_teacher_size");
 
 # %% [markdown]
@@ -85,12 +90,19 @@ plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_a
 # teacher's seeds; pooled ("all"), each seed contributes one number, its mean over teachers, and the
 # interval is over seeds (`n` = seeds, `pairs` = teacher x seed pairs behind them). `verdict` applies the
 # rule of the claims below with a margin of +-0.5 accuracy points; `mde` is the smallest difference this
-# many seeds detect with 80% power, `seeds_needed` the seeds that would detect the margin.
+# many seeds detect with 80% power, `seeds_needed` the seeds that would detect the margin
+# (`seeds_needed_observed`: the observed difference). The table holds many tests (every mode, every
+# teacher), so `p_holm` adjusts their p-values for their number (Holm) and `verdict_holm` is the verdict
+# that survives it: the figure fills a marker only where `verdict_holm` is decided.
 
 # %%
 diffs = analysis.mode_differences(students, cfg.modes)
+
+# %% tags=["appendix"]
 tables.show(diffs, sizes=sizes)
-plots.save(plots.paired_mode_differences(diffs), figures, "paired_mode_differences");
+
+# %%
+plots.save(plots.paired_mode_differences(diffs, students=students), figures, "paired_mode_differences");
 
 # %% [markdown]
 # ## Teacher size and the student: teachers are the units
@@ -99,9 +111,17 @@ plots.save(plots.paired_mode_differences(diffs), figures, "paired_mode_differenc
 # over seeds): Spearman and Kendall of teacher parameters against mean student accuracy, a two-sided exact
 # permutation p-value over teachers (every ordering of the teachers), and the effect as a slope: student
 # accuracy per doubling of teacher parameters, with the exact permutation interval. With k teachers no
-# p-value can fall below 2/k! (`p_floor`): 4 teachers cannot reach 5%, whatever the seeds say. Then, as in
-# Kim et al. (2025), how much of the student's accuracy is explained ($R^2$, Spearman) by the teacher's ECE
-# versus the teacher's accuracy (descriptive: no test over these non-independent rows).
+# p-value can fall below 2/k! (`p_floor`): 4 teachers cannot reach 5%, whatever the seeds say.
+#
+# **Two families, never one line.** The teachers form a depth ladder (`resnetN`) and a width ladder
+# (`resnetNxK`); at equal parameters the width teachers can sit well apart from the depth teachers (in the
+# evidence run, about 1.7 ECE points lower). A line through both would mix the offset with the slope, so
+# the claims below test size within each family, and across families with a *family term*: each family its
+# own intercept, one common slope, and a permutation that only reorders teachers inside their family
+# (4 depth and 3 width teachers allow 4! x 3! = 144 orderings, p >= 0.014). The table below pools the
+# families this way too. Then, as in Kim et al. (2025, arXiv:2508.20224), how much of the student's accuracy
+# is explained ($R^2$, Spearman) by the teacher's ECE versus the teacher's accuracy (descriptive: no test
+# over these non-independent rows).
 
 # %%
 tables.show(analysis.size_correlations(students), digits=3)
@@ -110,30 +130,68 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # %% [markdown]
 # ## The claims, tested
 #
-# Each claim is turned into one statistic with a 95% interval and one of four verdicts, computed, not typed:
-# **supported** (the interval lies on the side the claim predicts), **contradicted** (on the other side),
-# **equivalent** (the whole interval inside the margin: no effect larger than the margin, a result in its own
-# right) and **underpowered** (none of these: this design cannot tell). `mde` is the smallest effect the
-# design detects with 80% power, `needed` the seeds (or teachers) that would detect the margin. With no
-# effect, the rule decides (supported or contradicted) in at most about 5% of simulated studies
-# (`tests/test_inference.py`).
+# The paper (Yang & Song, arXiv:2111.01684) says that large teachers are over-confident, and that *after
+# calibration* teacher size correlates positively with student accuracy. Read as this study reads it:
+#
+# 1. larger teachers have higher ECE (a slope over teachers);
+# 2. temperature scaling, fitted on validation, lowers every teacher's ECE and NLL;
+# 3. without calibration, student accuracy does not increase with teacher size;
+# 4. **the interaction** (the paper's main claim, first among the student claims): the *benefit of
+#    calibration* (calibrated minus uncalibrated student accuracy, paired within a seed, averaged over
+#    seeds per teacher) grows with teacher size, as a slope over teachers; beside it, each calibrated
+#    mode's own slope;
+# 5. calibrated distillation beats uncalibrated distillation for the same teacher, and beats uncalibrated
+#    KD at each teacher's validation-tuned tau (the fair control: temperature scaling inside KD is a choice
+#    of temperature).
+#
+# Size claims (1, 3, 4) come one row per family (`family`: `depth`, `width`) and one across families with a
+# family term (`all`). Margins are declared on the study's scale: half an accuracy (or ECE) point from the
+# smallest to the largest teacher, converted per doubling (`margin`; `margin_span` is the half point), and
+# half a point for paired differences.
+#
+# ### The verdict guide
+#
+# Each claim becomes one statistic with a 95% interval; the verdict is read off the interval, computed, not
+# typed. Examples with a margin of +-0.5 points, for a claim that predicts a positive effect:
+#
+# | verdict | the rule | example interval | what it says |
+# |---|---|---|---|
+# | supported | the interval lies entirely on the side the claim predicts | [+0.2, +0.9] | the sign is shown; whatever the margin: a shown effect may still be small |
+# | contradicted | entirely on the other side | [-1.1, -0.6] | the opposite sign is shown |
+# | equivalent | entirely inside +-margin | [-0.35, +0.33] | no effect as large as the margin: a result, not a failure |
+# | underpowered | none of these | [-1.09, +0.29] | it crosses 0 and reaches past a margin: this design cannot tell |
+#
+# An interval narrower than twice the margin can still be underpowered (it may straddle one end of the
+# margin); a supported effect can lie inside the margin. `mde` is the smallest effect the design detects with
+# 80% power; `needed` the seeds (or teachers) that would detect the margin, `needed_observed` the effect
+# actually observed. With no effect, the rule decides (supported or contradicted) in at most about 5% of
+# simulated studies (`tests/test_inference.py`, `tests/test_inference_families.py`).
+#
+# **Many claims, one table: Holm.** Each row is a test at 5%, so a table of 20 rows would decide about one by
+# chance alone. `p_holm` is Holm's adjustment of `p_value` over every test in the table, and `verdict_holm` the
+# verdict that survives it (a supported or contradicted row whose `p_holm` is not below 5% becomes
+# underpowered). Example: a size slope with p = 0.014 in a table of 23 tests has p_holm = 0.31: decided alone,
+# not after adjustment. Read `verdict_holm` first.
 
 # %%
 print(analysis.VERDICT_RULE)
 claims = analysis.claims_table(results)
 study.save_table(claims, study_dir, "claims.csv")
-tables.show(claims)
+tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "unit", "p_value",
+                    "p_holm", "margin", "needed", "needed_observed", "verdict", "verdict_holm"]])
 
-# %%
+# %% tags=["notebook-only"]
 print(analysis.claims_summary(claims))
 
 # %% [markdown]
 # **What each profile can settle.** `tutorial` (2 teachers, 2 seeds) settles nothing: it is for learning the
-# pipeline. `quick` (4 teachers, 3 seeds) cannot settle any size claim (an exact permutation over 4 teachers
-# gives p >= 2/4! = 0.083) and settles a paired claim only if its effect is several times the half-point
-# margin. `evidence` (7 teachers over 20x in size, 5 seeds, teachers trained to fit their training set) is the
-# design for findings: its size claims can reach the 5% level (p >= 2/7! = 0.0004) and the notes above say,
-# claim by claim, how many seeds or teachers would settle what it leaves open.
+# pipeline. `quick` (4 depth teachers, 3 seeds) cannot settle any size claim (an exact permutation over 4
+# teachers gives p >= 2/4! = 0.083) and settles a paired claim only if its effect is several times the
+# half-point margin. `evidence` (4 depth and 3 width teachers, 5 seeds) reaches 5% for a size claim only across
+# families with the family term (p >= 2/(4! 3!) = 0.014), and no size claim can survive Holm's adjustment over
+# its table (p_holm >= 0.3). The evidence designs with 6 depth teachers (issue 22) allow p >= 2/(6! 3!) =
+# 0.0005 across families and 2/6! = 0.003 within the depth ladder. The notes say, claim by claim, how many
+# seeds or teachers would settle what a run leaves open.
 #
 # ## Reading the intervals and verdicts, in plain words
 #
@@ -141,12 +199,10 @@ print(analysis.claims_summary(claims))
 #   students of one seed are not independent evidence; two seeds are. So the interval of a paired difference
 #   (calibrated minus uncalibrated, same teacher and seed) is computed over the per-seed means: with 2 seeds
 #   it rests on 2 numbers, and it is wide.
+# - **The teacher is the unit of a size claim.** More seeds sharpen each teacher's mean; only more teachers (in
+#   a family) give the permutation more orderings.
 # - **A 95% interval** is the range of effects the data are compatible with. If it excludes zero, the sign is
 #   shown; if it contains zero, it is not.
-# - **Verdicts.** *supported*: the interval lies on the claim's side of zero. *contradicted*: on the other
-#   side. *equivalent*: the whole interval lies inside the equivalence margin (the effect, if any, is too
-#   small to matter). *underpowered*: none of these: the interval is wider than the margin, so this run
-#   cannot decide.
 # - **Minimum detectable effect**: the smallest true effect this number of seeds would detect most of the
 #   time; with few seeds it is often larger than any effect KD plausibly has on this scale.
 #
@@ -155,10 +211,10 @@ print(analysis.claims_summary(claims))
 # 1. In `results`, compute the mean accuracy of `uncalibrated` students minus `baseline` per seed
 #    (`students.pivot_table(index="seed", columns="mode", values="acc")`). *Expected:* the per-seed
 #    differences vary by about as much as their mean: that spread is what the interval measures.
-# 2. Rerun notebooks 1-4 with `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the intervals of claims 3-5
-#    narrow (roughly by $\sqrt{2/3}$ in width, more from the t quantile), paired verdicts may move from
-#    *underpowered*; the size claims (1, 3, 4) stay underpowered, whatever the seeds: the tutorial's 2
-#    teachers give no interval.
+# 2. Rerun notebooks 1-4 with `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the interval of claim 5
+#    narrows (roughly by $\sqrt{2/3}$ in width, more from the t quantile), so its verdict may move from
+#    *underpowered*; the size claims (1, 3, 4 and the interaction) stay underpowered, whatever the seeds: the
+#    tutorial's 2 teachers give no interval.
 # 3. Read claim 2's row: which teacher is "least favourable"? *Expected:* the one whose ECE or NLL improves
 #    least under temperature scaling, usually the smallest, best-calibrated teacher.
 #

@@ -119,8 +119,8 @@ def test_claims_supported_when_the_data_follow_the_paper(monkeypatch):
     assert verdicts["3."] == "supported"
     assert verdicts["4.replace"] == "supported" and verdicts["4.compose"] == "supported"
     assert verdicts["5.replace"] == "supported"
-    assert list(claims.columns[:7]) == ["claim", "statistic", "estimate", "ci_low", "ci_high",
-                                        "unit", "n"]
+    assert list(claims.columns[:8]) == ["claim", "family", "statistic", "estimate", "ci_low",
+                                        "ci_high", "unit", "n"]
 
 
 def test_claims_contradicted_when_the_data_say_the_opposite(monkeypatch):
@@ -141,7 +141,7 @@ def test_four_teachers_are_underpowered_for_size_and_say_what_would_do():
     claims = analysis.claims_table(res)
     size = claims[claims["claim"].str[:2].isin(["1.", "3.", "4."])]
     assert (size["verdict"] == "underpowered").all()
-    assert size["p_floor"].tolist() == pytest.approx([2 / 24] * 3)
+    assert size["p_floor"].tolist() == pytest.approx([2 / 24] * 4)  # the interaction too
     assert size["note"].str.contains("needs >= 5 teachers").all()
 
 
@@ -150,8 +150,10 @@ def test_claims_accept_the_minimal_columns():
     minimal = res[["role", "arch", "params", "seed", "mode", "teacher", "teacher_params", "acc",
                    "ece", "ece_cal", "nll", "nll_cal", "temperature"]]
     claims = analysis.claims_table(minimal)
-    assert [c[:2] for c in claims["claim"]] == ["1.", "2.", "3.", "4.", "4.", "5.", "5."]
+    assert [c[:2] for c in claims["claim"]] == ["1.", "2.", "4.", "4.", "3.", "4.", "4.", "5.",
+                                                "5."]
     assert set(claims["verdict"]) <= set(inference.VERDICTS)
+    assert set(claims["verdict_holm"]) <= set(inference.VERDICTS)
 
 
 def test_replace_is_also_judged_against_the_tuned_tau_control():

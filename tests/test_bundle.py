@@ -118,6 +118,18 @@ def test_results_from_results_csv_alone(tiny_study, tmp_path):
     assert len(analysis.claims_table(results))
 
 
+def test_a_study_without_runs_and_without_reference_reads_its_own_table(tiny_study, tmp_path):
+    """`kdcal analyse` on a clone: nothing to train, nothing copied, its own results.csv read."""
+    cfg, root = tiny_study
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    shutil.copy(root / "results.csv", clone / "results.csv")
+    results = bundle.study_results(cfg, clone, reference="")
+    _same(results, pd.read_csv(root / "results.csv"))
+    assert not (clone / "runs").exists()
+    assert sorted(p.name for p in clone.iterdir()) == ["results.csv"]
+
+
 def test_results_from_the_runs_when_the_folder_has_them(tiny_study, tmp_path):
     cfg, root = tiny_study
     scratch = tmp_path / "scratch"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kdcal import config
-from kdcal.models import count_params, family
+from kdcal import budget, config
+from kdcal.models import family
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_evidence.sh"
@@ -23,15 +23,17 @@ def test_gpu_evidence_profile_is_the_evidence_design_at_full_scale():
     assert raw["device"] == "cuda" and raw["split_per_seed"]
     assert "pack_teachers" not in raw  # auto: packed on CUDA, as every profile leaves it
     cfg = config.resolve("gpu-evidence", {"device": "cpu"})  # validates (no GPU here)
-    train = config.TRAIN_POOL[cfg.dataset] - cfg.val_size if cfg.train_size == 0 else cfg.train_size
-    assert cfg.dataset == "fmnist" and train >= 20_000
-    families = [family(a) for a in cfg.teachers]
-    assert families.count("depth") >= 4 and families.count("width") >= 2 and len(cfg.teachers) >= 6
-    sizes = [count_params(a, 1, 10) for a in cfg.teachers]
-    assert max(sizes) / min(sizes) >= 20
+    assert cfg.dataset == "fmnist" and budget.teacher_images(cfg) == 55_000
+    depth = [a for a in cfg.teachers if family(a) == "depth"]
+    assert len(depth) >= 6 and [a for a in cfg.teachers if family(a) == "width"]
+    design = config.resolve("evidence-reuse")  # the issue-22 design, at 3,000 images on a CPU
+    for key in ("teachers", "student", "modes", "calibrators", "tau_grid", "control_seeds",
+                "split_per_seed", "alpha", "tau"):
+        assert getattr(cfg, key) == getattr(design, key), key
     assert cfg.modes == ["uncalibrated", "compose", "replace", "cal-vector", "cal-matrix"]
-    assert cfg.tau_grid == [2.0, 8.0] and cfg.control_seeds == [] and len(cfg.seeds) >= 12
-    assert {"vector", "matrix"} <= set(cfg.calibrators)
+    assert cfg.tau_grid == [2.0, 8.0] and len(cfg.seeds) >= 12
+    # the students and the baseline train exactly the resnet8 teacher's steps
+    assert budget.student_steps(cfg) == budget.teacher_steps(cfg) == 10 * (55_000 // 512)
 
 
 def test_gpu_wheel_list_pins_one_version_of_each():

@@ -56,7 +56,7 @@ def simulate(teachers: int, seeds: int, rng, ece_slope, ece_gain, nll_gain, slop
 
 def claim_key(text: str) -> str:
     mode = next((m for m in ("replace", "compose") if f"({m})" in text), "")
-    return text[:2] + mode
+    return text[:2] + ("interaction " if "interaction" in text else "") + mode
 
 
 def verdict_rates(teachers, seeds, effects, sims, seed=0) -> pd.DataFrame:
@@ -74,7 +74,7 @@ def test_with_no_effect_no_claim_is_decided_more_than_about_5_percent(teachers, 
     rates = verdict_rates(teachers, seeds, NULL, sims=400)
     decided = rates["supported"] + rates["contradicted"]
     assert set(rates.index) == {"1.", "2.", "3.", "4.replace", "4.compose", "5.replace",
-                                "5.compose"}
+                                "5.compose", "4.interaction replace", "4.interaction compose"}
     assert (decided <= 0.08).all(), decided
 
 

@@ -87,3 +87,28 @@ def test_report_is_one_page_with_figures_and_no_code(smoke_study):
     for heading in ("Train a family of teachers", "Measure and calibrate", "Distill one student",
                     "What do the data say", "The claims, tested"):
         assert heading in html
+
+
+def test_analyse_reruns_the_analysis_on_a_clone_without_runs(smoke_study, tmp_path):
+    """A committed study on a fresh clone has its tables, not its runs: `kdcal analyse` re-runs
+    notebook 04 and the report on them, trains nothing and reproduces the claims."""
+    import shutil
+
+    clone = tmp_path / "clone"
+    shutil.copytree(smoke_study, clone, ignore=shutil.ignore_patterns("runs", "bundle"))
+    (clone / "claims.csv").unlink()
+    (clone / "report.html").unlink()
+    proc = kdcal("analyse", "--study", str(clone))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (clone / "runs").exists()
+    assert (clone / "results.csv").read_bytes() == (smoke_study / "results.csv").read_bytes()
+    assert (clone / "claims.csv").read_bytes() == (smoke_study / "claims.csv").read_bytes()
+    assert "Appendix" in (clone / "report.html").read_text()
+
+
+def test_analyse_refuses_a_folder_that_is_not_a_study(tmp_path):
+    proc = kdcal("analyse", "--study", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"kdcal: error: {tmp_path.resolve()} is not a study folder (it needs study.json and "
+        "results.csv)"]

@@ -1,0 +1,73 @@
+"""The README and docs/ stay true to the repository: the answer box carries the committed
+evidence run's numbers, every profile is listed, the test command is the one CI runs, and every
+link between the pages resolves (the README is short because the rest moved to docs/)."""
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from kdcal import config
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+EVIDENCE_CLAIMS = ROOT / "outputs" / "evidence" / "claims.csv"
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    return {_slug(line.lstrip("#")) for line in page.read_text().splitlines() if line.startswith("#")}
+
+
+def _relative_links(page: Path) -> list[str]:
+    return [t for t in LINK.findall(page.read_text()) if not re.match(r"[a-z]+:", t)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(page):
+    broken = []
+    for target in _relative_links(page):
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.name}")
+    assert not broken, broken
+
+
+@pytest.mark.skipif(not EVIDENCE_CLAIMS.exists(), reason="no committed evidence run")
+def test_answer_box_carries_every_claim_of_the_evidence_run():
+    """Each claims.csv row's estimate and 95% interval, in points, and for an undecided claim the
+    seeds or teachers it needs: a re-analysis that moves a number must move the README too."""
+    text = README.read_text()
+    assert "<!-- answer-box: from outputs/evidence/claims.csv" in text
+    missing = []
+    for row in csv.DictReader(EVIDENCE_CLAIMS.open()):
+        est, lo, hi = (100 * float(row[k]) for k in ("estimate", "ci_low", "ci_high"))
+        shown = f"{est:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        if shown not in text:
+            missing.append(f"{row['claim']}: {shown}")
+        if row["verdict"] == "underpowered" and f"about {float(row['needed']):.0f}" not in text:
+            missing.append(f"{row['claim']}: about {float(row['needed']):.0f} needed")
+    assert not missing, missing
+
+
+def test_readme_lists_every_profile():
+    text = README.read_text()
+    assert [p for p in config.PROFILES if f"`{p}`" not in text] == []
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """.ci/run runs `make test`; the README states what that runs and how long it took."""
+    assert "\nmake test\n" in (ROOT / ".ci" / "run").read_text()
+    recipe = re.search(r"^test: .*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert recipe == "$(PY) -m pytest -q"
+    assert "make test    # same install, then: .venv/bin/python -m pytest -q" in README.read_text()
