@@ -217,8 +217,9 @@ def test_packed_teacher_stage_writes_the_runs_separate_training_writes(tmp_path)
         for key in ("train_logits", "test_logits", "val_logits"):
             torch.testing.assert_close(torch.from_numpy(za[key]), torch.from_numpy(zb[key]),
                                        rtol=1e-3, atol=1e-3, msg=f"{key} of seed {seed}")
-        ha, hb = read_json(a / "metrics.json")["history"], read_json(b / "metrics.json")["history"]
-        assert ha[0]["loss"] == pytest.approx(hb[0]["loss"], rel=1e-4)
+        ma, mb = read_json(a / "metrics.json"), read_json(b / "metrics.json")
+        assert ma["history"][0]["loss"] == pytest.approx(mb["history"][0]["loss"], rel=1e-4)
+        assert ma["steps"] == mb["steps"] == 2  # 1 epoch of 2 batches of 48 (96 images)
     # a second run finds them done
     again = []
     train_teachers(_cfg("on", teachers=["resnet8"]), tmp_path / "on", log=again.append)
