@@ -1,6 +1,7 @@
 """Distillation throughput: a standard PyTorch KD loop against kdcal's engine, side by side.
 
-    python -m kdcal.bench [--steps N] [--device cpu|cuda] [--quick-only] [--json PATH]
+    python -m kdcal.bench [--steps N] [--device cpu|cuda] [--quick-only] [--json [PATH]]
+    python -m kdcal.bench --fill [--quick] [--models K] [--batch B] [--json [PATH]]
 
 The standard loop is what most KD code does: a torch DataLoader over PIL images with torchvision
 transforms, batch 64, and for every student its own pass over the data with a teacher forward
@@ -10,14 +11,24 @@ channels_last where the hardware has them. Both train the same models with the s
 kdcal's rows come twice where a case has several students: their separate loops, and one packed
 network (grouped convolutions, kdcal.packed). The rows also give each path's share of the
 measured bf16 matmul and convolution peaks.
+
+``--fill`` asks instead how full the device is: training images per second in all, and their
+share of the bf16 matmul peak measured in the same run, for K resnet8 models at 28x28 (the study's
+student, Fashion-MNIST's shape) trained three ways: ``separate`` (one training per model, as the
+teachers train without packing), ``packed-students`` (K students of one teacher as one packed
+network, KD on stored teacher logits) and ``packed-teachers`` (K teachers of K seeds as one packed
+program, each on its own split and batches: kdcal.packed_seeds). ``--quick`` makes it a check
+of seconds on a CPU. ``--json`` alone prints the rows to stdout (the other lines go to stderr).
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import resource
+import sys
 import time
 from dataclasses import replace
+from functools import partial
 
 import torch
 
@@ -226,7 +237,7 @@ def bench_cases(quick_only: bool = False) -> list[tuple]:
 
 
 def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
-        peak_seconds: float = 1.0, parallel: int = 2) -> list[dict]:
+        peak_seconds: float = 1.0, parallel: int = 2, say=print) -> list[dict]:
     """Every case side by side: the standard loop, kdcal with separate student loops, kdcal
     with the students packed (kdcal.packed) where there are several, and on a CPU kdcal as the
     study runs it there: ``parallel`` groups side by side, one thread each."""
@@ -236,10 +247,8 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
     bf16 = engine.amp_dtype is not None
     peak16 = matmul_peak(torch.bfloat16, dev, peak_seconds) if bf16 else float("nan")
     conv16 = conv_peak(torch.bfloat16, dev, peak_seconds) if bf16 else float("nan")
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else ""))
-    print(f"measured peak: fp32 matmul {peak32 / 1e9:.0f} GFLOP/s, bf16 matmul {peak16 / 1e9:.0f} "
+    say(_machine(dev))
+    say(f"measured peak: fp32 matmul {peak32 / 1e9:.0f} GFLOP/s, bf16 matmul {peak16 / 1e9:.0f} "
           f"GFLOP/s, bf16 3x3 conv {conv16 / 1e9:.0f} GFLOP/s; kdcal engine amp: {engine.amp_dtype}")
     rows = []
     for label, teacher, student, channels, size, k, batch in bench_cases(quick_only):
@@ -266,34 +275,120 @@ def run(steps: int, device: str, quick_only: bool = False, workers: int = 2,
                                     pack="on" if path == "packed" else "off")
             row = {"pair": f"{teacher} -> {student}", "data": label, "students": k, "path": path,
                    "batch": batch, "standard_img_s": 1 / std, "kdcal_img_s": 1 / fast,
-                   "speedup": std / fast,
+                   "speedup": std / fast, "kdcal_img_s_all": k / fast,
                    "standard_gflop_s": flops_std / std / 1e9, "kdcal_gflop_s": flops_fast / fast / 1e9,
                    "standard_pct_fp32_matmul": 100 * flops_std / std / peak32,
                    "kdcal_pct_bf16_matmul": 100 * flops_fast / fast / peak16,
                    "kdcal_pct_bf16_conv": 100 * flops_fast / fast / conv16,
                    "peak_mb_standard": mem_std, "peak_mb_kdcal": peak_memory_mb(dev)}
             rows.append(row)
-            print(f"{row['pair']:>20} {label:<34} students {k} {path:<8}: standard "
+            say(f"{row['pair']:>20} {label:<34} students {k} {path:<8}: standard "
                   f"{row['standard_img_s']:7.1f} img/s/student, kdcal {row['kdcal_img_s']:7.1f}, "
                   f"speed-up {row['speedup']:.2f}x | GFLOP/s {row['standard_gflop_s']:.1f} vs "
                   f"{row['kdcal_gflop_s']:.1f} (standard {row['standard_pct_fp32_matmul']:.0f}% of "
                   f"fp32 matmul; kdcal {row['kdcal_pct_bf16_matmul']:.0f}% of bf16 matmul, "
                   f"{row['kdcal_pct_bf16_conv']:.0f}% of bf16 conv) | peak "
                   f"{'GPU MB' if dev.type == 'cuda' else 'RSS MB'} {mem_std:.0f} / "
-                  f"{row['peak_mb_kdcal']:.0f}", flush=True)
+                  f"{row['peak_mb_kdcal']:.0f}")
+    return rows
+
+
+def _machine(dev: torch.device) -> str:
+    return (f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+            f"threads, torch {torch.__version__}, device {dev.type}"
+            + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else ""))
+
+
+# ---------------------------------------------------------------- --fill: how full is the device
+FILL_ARCH, FILL_SIZE = "resnet8", 28
+FILL_PATHS = ("separate", "packed-students", "packed-teachers")
+
+
+def _fill_splits(k: int, n_train: int, device: torch.device) -> list[Splits]:
+    """K seeds' own splits of one synthetic 1x28x28 data set (as split_per_seed gives them)."""
+    ds = make_synthetic(n_train=n_train + 64, n_test=64, channels=1, size=FILL_SIZE, seed=0)
+    return [make_splits(ds, 64, seed, device=device) for seed in range(k)]
+
+
+def _fill_once(path: str, splits: list[Splits], recipe: Recipe, engine) -> None:
+    """One epoch of ``recipe`` on ``splits[k]`` for K fresh resnet8 models, trained ``path``'s way."""
+    from .distill import make_kd_loss, make_loss
+    from .packed_seeds import SeedMember, train_packed_seeds
+
+    quiet = lambda line: None  # noqa: E731
+    ce = make_loss("baseline", 4.0, 0.9)
+    models = [build_model(FILL_ARCH, 1, 10) for _ in splits]
+    if path == "separate":
+        for k, (m, s) in enumerate(zip(models, splits)):
+            train_group({"m": Member(m, ce)}, s, recipe, k, replace(engine, pack_students="off"),
+                        log=quiet)
+    elif path == "packed-students":  # the students of one teacher: its stored logits, one split
+        logits = torch.randn(len(splits[0].train_y), 10, generator=torch.Generator().manual_seed(0))
+        members = {f"s{k}": Member(m, make_kd_loss(4.0, 0.9), True) for k, m in enumerate(models)}
+        train_group(members, splits[0], recipe, 0, replace(engine, pack_students="on"),
+                    teacher_logits=logits, log=quiet)
+    else:
+        train_packed_seeds([SeedMember("m", m, ce, s, k) for k, (m, s) in
+                            enumerate(zip(models, splits))], recipe, engine, log=quiet)
+
+
+def fill(device: str, models: int = 8, batch: int = 512, steps: int = 40, peak_seconds: float = 1.0,
+         augment: bool = False, compile_mode: str = "", say=print) -> list[dict]:
+    """Training images per second in all, and their share of the measured bf16 matmul peak, of
+    ``models`` resnet8s at 28x28 on each path (a warm-up epoch of 3 batches, then ``steps``)."""
+    engine = make_engine(device, "auto", compile=bool(compile_mode),
+                         compile_mode=compile_mode or "default")
+    dev = engine.device
+    peak16 = matmul_peak(torch.bfloat16, dev, peak_seconds)
+    say(_machine(dev))
+    say(f"measured bf16 matmul peak {peak16 / 1e12:.2f} TFLOP/s; engine amp {engine.amp_dtype}, "
+        f"compile {compile_mode or 'off'}")
+    flops = 2 * 3 * forward_macs(FILL_ARCH, 1, 10, FILL_SIZE)  # forward + backward, per image
+    warm = _fill_splits(models, 3 * batch, dev)
+    timed = _fill_splits(models, steps * batch, dev)
+    rows = []
+    for path in FILL_PATHS:
+        _fill_once(path, warm, Recipe(1, batch, 0.05, augment=augment), engine)
+        reset_peak_memory(dev)
+        _sync(dev)
+        t0 = time.perf_counter()
+        _fill_once(path, timed, Recipe(1, batch, 0.05, augment=augment), engine)
+        _sync(dev)
+        seconds = time.perf_counter() - t0
+        images = models * steps * batch
+        row = {"kind": "fill", "arch": FILL_ARCH, "image": f"1x{FILL_SIZE}x{FILL_SIZE}",
+               "path": path, "models": models, "batch": batch, "steps": steps,
+               "augment": augment, "device": dev.type,
+               "amp": "bf16" if engine.amp_dtype is torch.bfloat16 else "fp32",
+               "compile": compile_mode or "off", "seconds": seconds,
+               "img_s_all": images / seconds, "img_s_per_model": images / seconds / models,
+               "tflop_s": flops * images / seconds / 1e12, "bf16_matmul_peak_tflop_s": peak16 / 1e12,
+               "pct_bf16_matmul": 100 * flops * images / seconds / peak16,
+               "peak_mb": peak_memory_mb(dev)}
+        rows.append(row)
+        say(f"{FILL_ARCH} 1x{FILL_SIZE}x{FILL_SIZE} {path:<16} {models} models, batch {batch}: "
+            f"{row['img_s_all']:10.0f} img/s in all ({row['img_s_per_model']:.0f} per model), "
+            f"{row['tflop_s']:.2f} TFLOP/s = {row['pct_bf16_matmul']:.2f}% of the bf16 matmul "
+            f"peak | peak {'GPU MB' if dev.type == 'cuda' else 'RSS MB'} {row['peak_mb']:.0f}")
     return rows
 
 
 def write_json(rows: list[dict], path) -> None:
-    """The rows as a JSON list of objects (NaN, where a peak was not measured, as null)."""
+    """The rows as a JSON list of objects (NaN, where a peak was not measured, as null), into
+    ``path``, or onto stdout when ``path`` is "-"."""
     import json
     import math
     from pathlib import Path
 
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
              for r in rows]
+    text = json.dumps(clean, indent=1) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(clean, indent=1) + "\n")
+    Path(path).write_text(text)
 
 
 def accuracy_check(arch: str = "resnet20", seeds=(0, 1, 2), profile: str = "quick") -> list[dict]:
@@ -339,7 +434,20 @@ def main(argv=None):
     p.add_argument("--quick-only", action="store_true", help="only the Fashion-MNIST-shaped pair")
     p.add_argument("--peak-seconds", type=float, default=1.0,
                    help="seconds per shape of the matmul and conv peak measurements")
-    p.add_argument("--json", metavar="PATH", help="also write the rows there as a JSON list")
+    p.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                   help="also write the rows there as a JSON list (no PATH: onto stdout, and "
+                        "the other lines onto stderr)")
+    p.add_argument("--fill", action="store_true",
+                   help="instead: images/s in all and share of the bf16 peak of resnet8s at "
+                        "28x28, separate, packed students and packed teachers")
+    p.add_argument("--quick", action="store_true",
+                   help="with --fill: a small size, seconds on a CPU (2 models, batch 32, 2 steps)")
+    p.add_argument("--models", type=int, default=8, help="with --fill: models per path")
+    p.add_argument("--batch", type=int, default=512, help="with --fill: batch per model")
+    p.add_argument("--augment", action="store_true", help="with --fill: augmented batches")
+    p.add_argument("--compile-mode", default="", choices=("", "default", "reduce-overhead",
+                                                          "max-autotune"),
+                   help="with --fill: torch.compile in this mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--parallel", type=int, default=2,
                    help="on a CPU, also kdcal with this many groups side by side, 1 thread each "
                         "(how the study trains there; 1 = off)")
@@ -347,13 +455,27 @@ def main(argv=None):
                    help="instead: train resnet20 on the quick profile's data with fp32 and bf16 "
                         "(3 seeds each) and compare test accuracy")
     args = p.parse_args(argv)
+    say = partial(print, flush=True)
+    if args.json == "-":  # stdout holds the JSON alone
+        def say(line):
+            print(line, file=sys.stderr, flush=True)
     if args.accuracy:
         accuracy_check()
+        return
+    if args.fill:
+        size = dict(models=2, batch=32, steps=2) if args.quick else \
+            dict(models=args.models, batch=args.batch, steps=args.steps)
+        for name, value in size.items():
+            if value < 1:
+                p.error(f"--{name} must be at least 1, got {value}")
+        rows = fill(args.device, **size, augment=args.augment, compile_mode=args.compile_mode,
+                    peak_seconds=min(args.peak_seconds, 0.05) if args.quick else args.peak_seconds,
+                    say=say)
     else:
         rows = run(args.steps, args.device, args.quick_only, args.workers, args.peak_seconds,
-                   args.parallel)
-        if args.json:
-            write_json(rows, args.json)
+                   args.parallel, say=say)
+    if args.json:
+        write_json(rows, args.json)
 
 
 if __name__ == "__main__":

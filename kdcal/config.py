@@ -116,6 +116,10 @@ class StudyConfig:
     # changes results in the last bits only, so byte-identical tables need the same setting):
     # auto = packed on CUDA, separate loops on a CPU (measured faster there)
     pack_students: str = "auto"
+    # the teachers of one architecture across the seeds as one packed program, each seed with
+    # its own split, batches and initialisation (kdcal.packed_seeds); never part of run ids,
+    # for the same reason: auto = packed on CUDA, one training per teacher and seed on a CPU
+    pack_teachers: str = "auto"
     threads: int = 0  # CPU threads per training; 0 = 1 with workers > 1, else torch's default
     eval_batch_size: int = 1000  # prediction only; on 2 CPU cores 1000 runs about 2x faster than 256
     # where the trainings run (never part of run ids): local = in this process; ray = one Ray
@@ -272,6 +276,22 @@ PROFILES["evidence-reuse"] = dict(_EVIDENCE2)
 PROFILES["evidence-transfer"] = dict(_EVIDENCE2, transfer_size=3000)
 for _name in ("quick", "paper-fmnist", "paper-cifar10", "paper-cifar100", "tutorial", "regimes-full"):
     PROFILES[_name]["split_per_seed"] = True  # each seed an independent rerun, split included
+# The issue-22 evidence design at full scale on one GPU (issue 23): all of Fashion-MNIST (55,000
+# training images, 5,000 for validation), the same depth ladder (resnet8-56) and width ladder
+# (resnet8, 8x2, 8x4), modes, calibrators and tau control; the students and the no-KD baseline on
+# the resnet8 teacher's budget (10 epochs x 107 batches of 512 = 1,070 steps). Sized for one seed
+# per 8-minute command on one H200, from its eager epoch times at batch 512 (BENCHMARKS.md, 55,000
+# images: resnet8 0.7 s, resnet20 1.5 s, resnet44 2.1-2.6 s, a packed group of 5 students 1.0-1.1
+# s; resnet14, 32 and 56 interpolated on depth, 1.1, 2.0 and 2.9 s; resnet8x2 and 8x4 estimated
+# at 0.8 and 1.2 s): teachers 12.5 s and the 8 groups of 7 students plus the baseline about 11 s
+# an epoch, so 10 epochs train in about 240 s; with the notebooks, calibration and report about
+# 340 s. scripts/gpu_evidence.sh grows it seed by seed (`--set seeds=[S]`); a run of several
+# seeds packs each architecture's teachers (pack_teachers=auto on CUDA).
+PROFILES["gpu-evidence"] = dict(
+    _EVIDENCE2, train_size=0, val_size=5000, device="cuda", workers=0, eval_batch_size=5000,
+    seeds=list(range(12)), teacher_epochs=10, batch_size=512, lr=0.2,
+    # the resnet8 teacher's budget as epochs (same images and batch): no step budget needed
+    student_epochs=10, student_steps=0, student_batch_size=512, student_lr=0.2)
 
 
 def _coerce(name: str, value, default):
@@ -364,6 +384,7 @@ def validate(cfg: StudyConfig) -> None:
     _choice("device", cfg.device, DEVICES)
     _choice("amp", cfg.amp, AMP)
     _choice("pack_students", cfg.pack_students, PACK_CHOICES)
+    _choice("pack_teachers", cfg.pack_teachers, PACK_CHOICES)
     _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)
     for arch in [*cfg.teachers, cfg.student]:
         _choice("architecture", arch, list(ARCHS))

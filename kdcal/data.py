@@ -335,11 +335,23 @@ def as_transfer(splits: Splits) -> Splits:
 
 def augment_batch(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Random crop with zero padding and horizontal flip, batched on ``x``'s device."""
-    n, c, h, w = x.shape
-    dev = x.device
+    return apply_augment(x, pad, *augment_draws(len(x), pad, generator))
+
+
+def augment_draws(n: int, pad: int, generator: torch.Generator):
+    """The random (flip, dy, dx) of :func:`augment_batch` for ``n`` images, in its draw order:
+    several batches, each drawn from its own generator, can then be augmented in one gather."""
     flip = torch.rand(n, generator=generator, device=generator.device) < 0.5
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device)
+    return flip, dy, dx
+
+
+def apply_augment(x: torch.Tensor, pad: int, flip: torch.Tensor, dy: torch.Tensor,
+                  dx: torch.Tensor) -> torch.Tensor:
+    """Image i cropped at offset (dy[i], dx[i]) of its zero-padded self, flipped where flip[i]."""
+    n, c, h, w = x.shape
+    dev = x.device
     flip, dy, dx = flip.to(dev), dy.to(dev), dx.to(dev)
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = dy[:, None] + torch.arange(h, device=dev)[None]

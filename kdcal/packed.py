@@ -1,7 +1,9 @@
 """K models of one architecture trained as one packed network (grouped convolutions).
 
 Member k owns chunk k of K, along dimension 0, of every parameter and buffer. The stem
-convolution reads the shared input with K times the output channels, every later convolution
+convolution reads the shared input with K times the output channels (students of one group see
+the same batch), or, with ``shared_input=False``, member k's own images in input channels chunk k
+(teachers of several seeds: each its own split and batch order); every later convolution
 has ``groups = K``, batch norm has K times the channels (its statistics, running ones included,
 are per channel, hence per member) and the classifier is one batched product per member. So
 the packed net computes what the K separate nets compute, up to the rounding of the grouped
@@ -34,10 +36,10 @@ class PackedLinear(nn.Module):
         return out.transpose(0, 1)  # [B, K, out]
 
 
-def _packed_module(name: str, mod: nn.Module, k: int) -> nn.Module | None:
+def _packed_module(name: str, mod: nn.Module, k: int, shared_input: bool = True) -> nn.Module | None:
     """The packed replacement of one leaf module, or None when it needs none."""
     if isinstance(mod, nn.Conv2d):
-        stem = name == "conv1"  # the root's first convolution reads the shared image
+        stem = shared_input and name == "conv1"  # the root's first convolution reads the shared image
         return nn.Conv2d(mod.in_channels if stem else k * mod.in_channels, k * mod.out_channels,
                          mod.kernel_size, mod.stride, mod.padding, mod.dilation,
                          mod.groups if stem else k * mod.groups, mod.bias is not None)
@@ -58,9 +60,12 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 class PackedModels:
     """The packed network of ``models`` (same architecture, as built by kdcal.models) and the
-    maps between its state and the members' states (same keys; member k = chunk k)."""
+    maps between its state and the members' states (same keys; member k = chunk k).
 
-    def __init__(self, models: list[nn.Module]):
+    ``shared_input``: every member reads the same ``[B, C, H, W]`` batch; else the net reads
+    ``[B, K*C, H, W]``, member k's images in channels ``k*C .. (k+1)*C - 1``."""
+
+    def __init__(self, models: list[nn.Module], shared_input: bool = True):
         if not models:
             raise ValueError("nothing to pack")
         ref = models[0]
@@ -71,7 +76,7 @@ class PackedModels:
         self.k = len(models)
         net = copy.deepcopy(ref).cpu()
         for name, mod in list(net.named_modules()):
-            new = _packed_module(name, mod, self.k) if name else None
+            new = _packed_module(name, mod, self.k, shared_input) if name else None
             if new is not None:
                 _set_module(net, name, new)
         self.net = net.to(dtype=next(ref.parameters()).dtype)

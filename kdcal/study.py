@@ -21,7 +21,8 @@ from .executor import Task, run_tasks
 from .models import build_model, count_params, forward_macs
 from .store import (Study, load_arrays, read_json, run_id, safe_torch_load, save_arrays,
                     atomic_torch_save, write_csv, write_json)
-from .train import Engine, Member, Recipe, make_engine, predict, train_group
+from .packed_seeds import SeedMember, train_packed_seeds
+from .train import Engine, Member, Recipe, make_engine, packs, predict, train_group
 
 
 # ---------------------------------------------------------------- shared set-up
@@ -151,10 +152,22 @@ def train_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
 
 
 def teacher_tasks(cfg: StudyConfig) -> list[Task]:
-    """One task per (teacher, seed), in plan order, each with its relative cost."""
-    return [Task(_teacher_task, (rid, arch, seed), [rid], checkpoints=[_train_checkpoint(rid)],
-                 label=f"teacher {arch} seed {seed}", cost=training_cost(arch, cfg.teacher_epochs))
-            for rid, arch, seed in teacher_runs(cfg)]
+    """One task per (teacher, seed), in plan order, each with its relative cost; with
+    ``pack_teachers`` one task per architecture, its seeds trained as one packed program."""
+    runs = teacher_runs(cfg)
+    if not packs(cfg.pack_teachers, engine_for(cfg).device, len(cfg.seeds), "pack_teachers"):
+        return [Task(_teacher_task, (rid, arch, seed), [rid], checkpoints=[_train_checkpoint(rid)],
+                     label=f"teacher {arch} seed {seed}",
+                     cost=training_cost(arch, cfg.teacher_epochs))
+                for rid, arch, seed in runs]
+    by_arch: dict[str, list[tuple[str, int]]] = {}
+    for rid, arch, seed in runs:
+        by_arch.setdefault(arch, []).append((rid, seed))
+    return [Task(_packed_teacher_task, (arch, members), [rid for rid, _ in members],
+                 checkpoints=[_train_checkpoint(rid) for rid, _ in members],
+                 label=f"teachers {arch} seeds {','.join(str(s) for _, s in members)} (packed)",
+                 cost=training_cost(arch, cfg.teacher_epochs, len(members)))
+            for arch, members in by_arch.items()]
 
 
 @lru_cache(maxsize=None)
@@ -199,16 +212,57 @@ def _train_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, l
     noisy = with_label_noise(splits, cfg.label_noise, label_noise_seed(cfg, seed))
     out = train_group({arch: Member(model, loss)}, noisy, recipe, teacher_seed(seed), engine,
                       run / "train.pt", desc=desc, log=log, study_seed=seed)
-    if out["failed"]:
-        write_json({"error": out["failed"][arch]}, run / "failed.json")
-        log(f"[{rid}] FAILED: {out['failed'][arch]}; the other runs continue")
+    _record_teacher(study, rid, config, arch, seed, out["models"][arch], out["failed"].get(arch),
+                    out["history"][arch], out["steps"][arch], time.perf_counter() - t0, splits,
+                    engine, cfg, log, keep_train_logits)
+
+
+def _record_teacher(study: Study, rid: str, config: dict, arch: str, seed: int, model,
+                    failed: str | None, history: list, steps: int, seconds: float, splits: Splits,
+                    engine: Engine, cfg: StudyConfig, log, keep_train_logits: bool) -> None:
+    """A trained teacher's run: failed.json when it diverged, else its model, logits, metrics."""
+    if failed:
+        write_json({"error": failed}, study.run_dir(rid) / "failed.json")
+        log(f"[{rid}] FAILED: {failed}; the other runs continue")
         return
-    _finish_model(study, rid, out["models"][arch], splits, engine, cfg,
+    _finish_model(study, rid, model, splits, engine, cfg,
                   {"role": "teacher", "arch": arch, "seed": seed,
                    **({"variant": config["variant"]} if "variant" in config else {}),
-                   "params": count_params(model), "steps": out["steps"][arch],
-                   "train_seconds": time.perf_counter() - t0,
-                   "history": out["history"][arch]}, keep_train_logits=keep_train_logits)
+                   "params": count_params(model), "steps": steps, "train_seconds": seconds,
+                   "history": history}, keep_train_logits=keep_train_logits)
+
+
+def _packed_teacher_task(cfg: StudyConfig, study: Study, arch: str, runs: list,
+                         log=print) -> None:
+    """The teachers of one architecture, one per seed in ``runs`` [(run id, seed)], as one
+    packed program (kdcal.packed_seeds): each with its own split, label noise, initialisation
+    and batch order, as :func:`_teacher_task` trains it alone. A unit of work of the executor."""
+    engine = engine_for(cfg)
+    members, todo = [], []
+    for rid, seed in runs:
+        if study.is_done(rid):
+            log(f"[{rid}] done, skipped")
+            continue
+        splits = load_splits(for_seed(cfg, seed), engine)
+        config = teacher_run_config(cfg, arch, seed, engine)
+        run = study.begin_run(rid, config)
+        _seed_all(teacher_seed(seed))
+        model = build_model(arch, splits.in_channels, splits.num_classes, cfg.teacher_norm)
+        noisy = with_label_noise(splits, cfg.label_noise, label_noise_seed(cfg, seed))
+        members.append(SeedMember(arch, model, make_loss("baseline", cfg.tau, cfg.alpha), noisy,
+                                  teacher_seed(seed), run / "train.pt", f"{arch} seed {seed}",
+                                  seed))
+        todo.append((rid, seed, config, splits))
+    if not members:
+        return
+    t0 = time.perf_counter()
+    outs = train_packed_seeds(members, teacher_recipe(cfg), engine,
+                              f"teachers {arch} seeds {','.join(str(t[1]) for t in todo)}", log)
+    seconds = (time.perf_counter() - t0) / len(members)  # each member's share
+    for (rid, seed, config, splits), out in zip(todo, outs):
+        _record_teacher(study, rid, config, arch, seed, out["model"], out["failed"],
+                        out["history"], out["steps"], seconds, splits, engine, cfg, log,
+                        keep_train_logits=True)
 
 
 def variant_recipe(cfg: StudyConfig, variant: str) -> tuple[Recipe, float]:

@@ -68,12 +68,7 @@ class Engine:
 
     def packs(self, n_members: int) -> bool:
         """Whether a group of ``n_members`` trains packed."""
-        if self.pack_students not in PACK_CHOICES:
-            raise ValueError(f"unknown pack_students {self.pack_students!r}; valid: "
-                             f"{', '.join(PACK_CHOICES)}")
-        if n_members < 2 or self.pack_students == "off":
-            return False
-        return self.pack_students == "on" or self.device.type == "cuda"
+        return packs(self.pack_students, self.device, n_members, "pack_students")
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -91,6 +86,16 @@ class Engine:
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def packs(setting: str, device: torch.device, n_members: int, name: str = "pack_students") -> bool:
+    """Whether ``n_members`` models train as one packed network under ``setting`` (the config
+    key ``name``): "on", "off", or "auto" = on CUDA only."""
+    if setting not in PACK_CHOICES:
+        raise ValueError(f"unknown {name} {setting!r}; valid: {', '.join(PACK_CHOICES)}")
+    if n_members < 2 or setting == "off":
+        return False
+    return setting == "on" or device.type == "cuda"
 
 
 def _beta(gen: torch.Generator, alpha: float) -> float:
