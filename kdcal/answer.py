@@ -104,14 +104,32 @@ def finding(row: pd.Series, verdict: str, digits: int = 2) -> str:
         parts.append(f"estimate {format_number(est, digits)}, 95% CI {ci}")
     n, unit = row.get("n"), row.get("unit")
     if _finite(n) and isinstance(unit, str):
-        parts.append(f"{format_number(n)} {unit}")
+        scope = SCOPES.get(row.get("family")) if unit == "teachers" else None
+        parts.append(f"{format_number(n)} {unit}" + (f" {scope}" if scope else ""))
     note = row.get("note")
     text = "; ".join(parts)
     return f"{text} ({note})" if isinstance(note, str) and note.strip() else text
 
 
+SCOPES = {"all": "(depth and width ladders, with a family term)", "depth": "(depth ladder)",
+          "width": "(width ladder)"}
+
+
+def headline_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: a size claim comes per family and across families; the box shows the
+    test across families (family ``all``) where the table has one, else the claim's first row."""
+    if "family" not in claims.columns:
+        return claims
+    keep = []
+    for _, g in claims.groupby("claim", sort=False):
+        across = g[g["family"] == "all"]
+        keep.append((across if len(across) else g).index[0])
+    return claims.loc[keep]
+
+
 def answer_box(claims: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim of the claims table: claim, the paper says, this study finds, answer.
+    """One row per claim of the claims table (its headline row, :func:`headline_rows`): claim,
+    the paper says, this study finds, answer.
 
     ``claims`` needs the columns ``claim`` and ``verdict`` (``verdict_holm`` is used instead where
     present); ``estimate``, ``ci_low``, ``ci_high``, ``n``, ``unit`` and ``note`` are used if there.
@@ -121,7 +139,7 @@ def answer_box(claims: pd.DataFrame) -> pd.DataFrame:
         raise KeyError(f"answer_box: the claims table has no column(s) {missing}; "
                        f"it has {list(claims.columns)}")
     rows = []
-    for _, row in claims.iterrows():
+    for _, row in headline_rows(claims).iterrows():
         text = str(row["claim"])
         key = claim_key(text)
         verdict = _verdict(row)

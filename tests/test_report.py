@@ -4,6 +4,7 @@ import math
 import re
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -233,10 +234,27 @@ def test_answer_box_maps_each_verdict_by_the_claims_direction(claim, verdict, lo
 
 def test_answer_box_prefers_the_holm_verdict_where_the_table_has_one():
     rows = [{"claim": "1. larger teachers have higher ECE", "verdict": "supported", "ci_low": 0.001,
-             "ci_high": 0.01, "family": "size", "p_holm": 0.2, "verdict_holm": "underpowered"},
-            {"claim": "1. larger teachers have higher ECE", "verdict": "supported", "ci_low": 0.001,
-             "ci_high": 0.01, "family": "size", "p_holm": 0.01, "verdict_holm": None}]
+             "ci_high": 0.01, "family": "all", "p_holm": 0.2, "verdict_holm": "underpowered"},
+            {"claim": "2. temperature scaling lowers ECE and NLL for every teacher",
+             "verdict": "supported", "ci_low": -0.01, "ci_high": -0.001, "family": "all",
+             "p_holm": 0.01, "verdict_holm": None}]
     assert list(answer.answer_box(_claims(rows))["answer"]) == ["open", "holds"]
+
+
+def test_answer_box_shows_a_size_claim_once_across_families():
+    rows = [{"claim": "1. larger teachers have higher ECE", "family": fam, "verdict": v,
+             "estimate": est, "ci_low": lo, "ci_high": hi, "n": n, "unit": "teachers"}
+            for fam, v, est, lo, hi, n in (("depth", "underpowered", 0.009, -np.inf, np.inf, 4),
+                                           ("width", "underpowered", 0.001, -np.inf, np.inf, 3),
+                                           ("all", "supported", 0.005, 0.001, 0.01, 7))]
+    box = answer.answer_box(_claims(rows))
+    assert len(box) == 1 and box.loc[0, "answer"] == "holds"
+    assert box.loc[0, "this study finds"] == (
+        "supported; estimate 0.0050, 95% CI [0.0010, 0.010]; 7 teachers (depth and width ladders, "
+        "with a family term)")
+    # without a test across families, the claim's first row (the depth ladder here)
+    box = answer.answer_box(_claims(rows[:2]))
+    assert len(box) == 1 and "(depth ladder)" in box.loc[0, "this study finds"]
 
 
 def test_answer_box_says_what_the_paper_says_in_its_own_words():
