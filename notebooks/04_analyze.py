@@ -168,11 +168,13 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # actually observed. With no effect, the rule decides (supported or contradicted) in at most about 5% of
 # simulated studies (`tests/test_inference.py`, `tests/test_inference_families.py`).
 #
-# **Many claims, one table: Holm.** Each row is a test at 5%, so a table of 20 rows would decide about one by
-# chance alone. `p_holm` is Holm's adjustment of `p_value` over every test in the table, and `verdict_holm` the
+# **Many claims, one table: Holm.** Each claim is a test at 5%, so a table of 20 claims would decide about one
+# by chance alone. `p_holm` is Holm's adjustment of `p_value` over one test per claim (a size claim's test
+# across families where the table has one: fixed by the design, not chosen on the data), and `verdict_holm` the
 # verdict that survives it (a supported or contradicted row whose `p_holm` is not below 5% becomes
-# underpowered). Example: a size slope with p = 0.014 in a table of 23 tests has p_holm = 0.31: decided alone,
-# not after adjustment. Read `verdict_holm` first.
+# underpowered). The rows within one family beside a test across families are secondary: they show where
+# a slope comes from and are not adjusted. Example: a size slope with p = 0.014 among 11 claims has
+# p_holm = 0.14: decided alone, not after adjustment. Read `verdict_holm` first.
 
 # %%
 print(analysis.VERDICT_RULE)
@@ -190,9 +192,10 @@ print(analysis.claims_summary(claims))
 # teachers gives p >= 2/4! = 0.083) and settles a paired claim only if its effect is several times the
 # half-point margin. `evidence` (4 depth and 3 width teachers, 5 seeds) reaches 5% for a size claim only across
 # families with the family term (p >= 2/(4! 3!) = 0.014), and no size claim can survive Holm's adjustment over
-# its table (p_holm >= 0.3). The evidence designs with 6 depth teachers (issue 22) allow p >= 2/(6! 3!) =
-# 0.0005 across families and 2/6! = 0.003 within the depth ladder. The notes say, claim by claim, how many
-# seeds or teachers would settle what a run leaves open.
+# its 11 claims (p_holm >= 0.15). The `evidence-reuse` and `evidence-transfer` designs (6 depth and 2 width
+# teachers) allow p >= 2/(6! 2!) = 0.0014 across families, so a size claim can survive Holm over their 19
+# claims (0.0014 x 19 = 0.026). The notes say, claim by claim, how many seeds or teachers would settle what a
+# run leaves open.
 #
 # ## Reading the intervals and verdicts, in plain words
 #

@@ -174,8 +174,21 @@ def test_claims_table_has_the_interaction_first_among_student_claims_with_family
     for _, row in inter.iterrows():
         assert row["estimate"] == pytest.approx(want[row["family"]]["estimate"])
         assert row["ci_low"] == pytest.approx(want[row["family"]]["ci_low"])
-    assert claims["p_holm"].tolist() == pytest.approx(list(inference.holm(claims["p_value"])),
-                                                      nan_ok=True)
+    # Holm over one test per claim (across families); the within-family rows are secondary
+    primary = claims["family"] == "all"
+    assert claims.loc[primary, "p_holm"].tolist() == pytest.approx(
+        list(inference.holm(claims.loc[primary, "p_value"])))
+    assert claims.loc[~primary, "p_holm"].isna().all()
+    assert claims.loc[~primary, "verdict_holm"].isna().all()
+    assert claims.loc[~primary, "note"].str.startswith("within one family: secondary").all()
+
+
+def test_holm_counts_one_test_per_claim_whatever_the_families():
+    """A claim tested in one family only (no test across families) is its own primary test."""
+    claims = pd.DataFrame({
+        "claim": ["1. a", "1. a", "1. a", "3. b", "5. c"],
+        "family": ["depth", "width", "all", "depth", "all"]})
+    assert analysis.primary_tests(claims).tolist() == [False, False, True, True, True]
 
 
 def test_margins_are_declared_over_the_ladder():
