@@ -78,7 +78,7 @@ rid, arch, seed = next(r for r in study.teacher_runs(cfg) if r[1] == cfg.teacher
 z = store.load_arrays(study.Study(study_dir).run_dir(rid) / "logits.npz")
 val_logits = torch.as_tensor(z["val_logits"], dtype=torch.float64)
 val_labels = torch.as_tensor(z["val_labels"], dtype=torch.long)
-grid = np.geomspace(0.25, 8.0, 401)                          # T from 0.25 to 8, even steps in log T
+grid = np.geomspace(0.05, 20.0, 601)   # T from 0.05 to 20 (under- and over-confident), even steps in log T
 nll = [F.cross_entropy(val_logits / t, val_labels).item() for t in grid]  # mean NLL of softmax(z / T)
 t_grid = grid[int(np.argmin(nll))]
 t_library = calibration.fit_temperature(z["val_logits"], z["val_labels"])

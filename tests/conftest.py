@@ -61,3 +61,17 @@ def smoke_copy(smoke_study, tmp_path):
     dst = tmp_path / "study"
     shutil.copytree(smoke_study, dst)
     return dst
+
+
+def assert_close_state(a, b, **tol):
+    """Two models' state dicts equal: floats to ``tol`` (torch.testing.assert_close), the rest
+    exactly; the differing tensor is named."""
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if sa[k].is_floating_point():
+            torch.testing.assert_close(sa[k], sb[k], **tol, msg=f"{k} differs")
+        else:
+            assert torch.equal(sa[k], sb[k]), f"{k} differs"

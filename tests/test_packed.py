@@ -12,7 +12,7 @@ from kdcal.distill import make_kd_loss, make_loss
 from kdcal.models import build_model
 from kdcal.packed import PackedModels
 from kdcal.train import Member, Recipe, make_engine, predict, train_group
-from conftest import tiny_splits
+from conftest import assert_close_state, tiny_splits
 
 RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05)
 # In float64 the grouped and plain kernels' rounding (about 1e-16, grown by a few SGD steps
@@ -55,13 +55,7 @@ def _teacher_logits(splits):
 
 
 def _assert_close_state(a, b, **tol):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if sa[k].is_floating_point():
-            torch.testing.assert_close(sa[k], sb[k], **(tol or TOL), msg=f"{k} differs")
-        else:
-            assert torch.equal(sa[k], sb[k]), f"{k} differs"
+    assert_close_state(a, b, **(tol or TOL))
 
 
 def _run(splits, pack, members, recipe=RECIPE, **kw):

@@ -16,6 +16,7 @@ from kdcal.models import build_model
 from kdcal.packed import PackedModels
 from kdcal.packed_seeds import SeedMember, train_packed_seeds
 from kdcal.train import Member, Recipe, make_engine, predict, train_group
+from conftest import assert_close_state
 
 # float64: grouped and plain kernels' rounding (about 1e-16, grown by a few SGD steps through
 # batch norm) stays far below this; a wrong batch, label, stat or update would not
@@ -57,13 +58,7 @@ def _separate(data, recipe=RECIPE, seeds=SEEDS, **kw):
 
 
 def _assert_close_state(a, b, **tol):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if sa[k].is_floating_point():
-            torch.testing.assert_close(sa[k], sb[k], **(tol or TOL), msg=f"{k} differs")
-        else:
-            assert torch.equal(sa[k], sb[k]), f"{k} differs"
+    assert_close_state(a, b, **(tol or TOL))
 
 
 def test_augment_draws_then_apply_is_augment_batch():
