@@ -243,8 +243,9 @@ else:
 #
 # 1. The soft term's gradient is $\alpha\tau(q - p)$. At $\tau = 1$ a teacher's targets on its own training
 #    images are sharp with or without dividing by T, and the two gradients differ little. At a high $\tau$,
-#    the derivation above gives $\tau(q_i - p_i) \approx \frac{1}{K}\big((z_{s,i} - \bar z_s) - (z_{t,i} -
-#    \bar z_t)/T'\big)$: KD turns into matching the student's logits to the teacher's, and `compose` asks for
+#    the derivation above gives
+#    $\tau(q_i - p_i) \approx \frac{1}{K}\big((z_{s,i} - \bar z_s) - (z_{t,i} - \bar z_t)/T'\big)$:
+#    KD turns into matching the student's logits to the teacher's, and `compose` asks for
 #    logits divided by T. That difference does not fade as $\tau$ grows; it tends to
 #    $\frac{1}{K}\sum_i |z_{t,i} - \bar z_t|\,|1 - 1/T|$. The $\tau^2$ weight is what undoes the flattening
 #    that a high $\tau$ brings: "a high $\tau$ already flattens the teacher, so calibration matters less"
