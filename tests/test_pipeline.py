@@ -107,7 +107,8 @@ def test_analyse_reruns_the_analysis_on_a_clone_without_runs(smoke_study, tmp_pa
     got, want = pd.read_csv(clone / "claims.csv"), pd.read_csv(smoke_study / "claims.csv")
     text = [c for c in want if not pd.api.types.is_numeric_dtype(want[c])]
     assert "verdict" in text and got[text].equals(want[text])
-    pd.testing.assert_frame_equal(got.drop(columns=text), want.drop(columns=text), rtol=1e-4)
+    pd.testing.assert_frame_equal(got.drop(columns=text), want.drop(columns=text), rtol=1e-3,
+                                  atol=1e-5)
     assert "Appendix" in (clone / "report.html").read_text()
 
 
