@@ -142,6 +142,7 @@ def export_bundle(cfg: StudyConfig, study_dir) -> Path:
         src, dst = study.run_dir(rid), tmp / "runs" / rid
         names = [n for n in JSON_FILES if (src / n).exists()]
         names += [str(p.relative_to(src)) for p in sorted((src / "calibrators").glob("*.json"))]
+        names += [p.name for p in sorted(src.glob("distill-*.json"))]  # per students' images
         for name in names:
             atomic_write_bytes((src / name).read_bytes(), dst / name)
         if rid in teachers:

@@ -403,6 +403,7 @@ def calibrate_teachers(cfg: StudyConfig, study_dir, log=print) -> pd.DataFrame:
                 raise RuntimeError(f"teacher {arch} seed {seed} ({rid}) has not been trained; "
                                    "run notebook 01 first")
             if (run / "calibration.json").exists():
+                _calibrate_on_students_images(study, rid, cfg)
                 continue
             try:
                 c = _calibrate_run(study, rid, cfg)
@@ -431,12 +432,34 @@ def _calibrate_run(study: Study, rid: str, cfg: StudyConfig) -> dict:
     if "train_labels" in z:  # a teacher that teaches: T judged where its students learn too
         result["train_after"] = metrics.summarize(z["train_logits"] / t, z["train_labels"],
                                                   cfg.ece_bins)
-        # the mechanism: what calibration does to the targets the students actually see
-        logits, labels = distill_logits(study, rid, cfg, z)
-        result["distill_before"] = metrics.summarize(logits, labels, cfg.ece_bins)
-        result["distill_after"] = metrics.summarize(logits / t, labels, cfg.ece_bins)
     write_json(result, run / "calibration.json")
+    _calibrate_on_students_images(study, rid, cfg, z)
     return result
+
+
+def students_images(cfg: StudyConfig) -> str:
+    """Which images a teacher's students learn from, as a file-name key: its own training images,
+    or a transfer split of a given size. One teacher run serves both designs (the same run id),
+    so what calibration does on the students' images is stored per design, never in the
+    teacher's calibration.json."""
+    return f"transfer{cfg.transfer_size}" if cfg.transfer_size else "own"
+
+
+def _calibrate_on_students_images(study: Study, rid: str, cfg: StudyConfig,
+                                  z: dict | None = None) -> None:
+    """The mechanism: what the teacher's temperature does to the targets its students actually
+    see (``distill-<images>.json``: ECE and NLL before and after, on those images)."""
+    run = study.run_dir(rid)
+    path = run / f"distill-{students_images(cfg)}.json"
+    if path.exists():
+        return
+    z = load_arrays(run / "logits.npz") if z is None else z
+    if "train_labels" not in z:  # a teacher that teaches nobody
+        return
+    t = read_json(run / "calibration.json")["temperature"]
+    logits, labels = distill_logits(study, rid, cfg, z)
+    write_json({"before": metrics.summarize(logits, labels, cfg.ece_bins),
+                "after": metrics.summarize(logits / t, labels, cfg.ece_bins)}, path)
 
 
 def distill_logits(study: Study, rid: str, cfg: StudyConfig, z: dict) -> tuple:
@@ -516,16 +539,23 @@ def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
         path = study.run_dir(rid) / "calibration.json"
         if path.exists():
             c = read_json(path)
+            seen = study.run_dir(rid) / f"distill-{students_images(cfg)}.json"
+            d = read_json(seen) if seen.exists() else _distill_in_calibration(c)
             rows.append({"run_id": rid, "arch": arch, "seed": seed, "temperature": c["temperature"],
                          **{f"{k}_before": v for k, v in c["test_before"].items()},
                          **{f"{k}_after": v for k, v in c["test_after"].items()},
                          **{f"train_{k}_cal": c["train_after"][k] for k in ("ece", "nll")
                             if "train_after" in c},
-                         **({f"distill_{k}": c["distill_before"][k] for k in ("acc", "ece", "nll")}
-                            if "distill_before" in c else {}),
-                         **({f"distill_{k}_cal": c["distill_after"][k] for k in ("ece", "nll")}
-                            if "distill_after" in c else {})})
+                         **{f"distill_{k}": d["before"][k] for k in ("acc", "ece", "nll") if d},
+                         **{f"distill_{k}_cal": d["after"][k] for k in ("ece", "nll") if d}})
     return pd.DataFrame(rows)
+
+
+def _distill_in_calibration(c: dict) -> dict:
+    """Runs calibrated before distill-<images>.json existed (kdcal up to 87a9cc6) kept the
+    students' images' numbers in calibration.json: those of the one design that ran there."""
+    return ({"before": c["distill_before"], "after": c["distill_after"]}
+            if "distill_before" in c else {})
 
 
 # ---------------------------------------------------------------- 03 students

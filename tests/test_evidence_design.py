@@ -245,6 +245,32 @@ def test_teachers_calibration_on_the_students_images_matches_an_independent_comp
     assert table.loc[table["role"] == "student", "distill_ece"].isna().all()  # teachers' columns
 
 
+def test_both_designs_in_one_folder_keep_their_own_students_images(tmp_path):
+    """The reuse and transfer designs share their teacher runs (the same run ids); each design's
+    distill_* columns are measured on its own students' images. Broken on purpose: the numbers
+    kept in the teacher's calibration.json, written by whichever design calibrated first (the
+    transfer design then reported the teachers' own training images)."""
+    base = {**TINY, "train_size": 200, "calibrators": ["temperature"], "modes": ["uncalibrated"]}
+    own = config.resolve("smoke", base)
+    other = config.resolve("smoke", {**base, "transfer_size": 150})
+    assert study.teacher_runs(own) == study.teacher_runs(other)
+    tables = {}
+    for cfg in (own, other, own):  # reuse first, then transfer, then reuse again
+        study.train_teachers(cfg, tmp_path, **QUIET)
+        study.calibrate_teachers(cfg, tmp_path, **QUIET)
+        tables[bool(cfg.transfer_size)] = study.calibration_table(cfg, tmp_path)
+    splits = study.load_splits(other)
+    for transfer, table in tables.items():
+        x, y = (splits.transfer_x, splits.transfer_y) if transfer else (splits.train_x,
+                                                                        splits.train_y)
+        for _, row in table.iterrows():
+            logits = _independent_logits(tmp_path, row["run_id"], other, x)
+            ece, _ = _ece_nll(logits, y.numpy(), other.ece_bins)
+            assert row["distill_ece"] == pytest.approx(ece, abs=1e-5)
+            assert row["distill_ece_cal"] == pytest.approx(
+                _ece_nll(logits / row["temperature"], y.numpy(), other.ece_bins)[0], abs=1e-5)
+
+
 # ---------------------------------------------------------------- f. fair budgets
 def test_every_model_reports_its_steps_and_students_share_the_budget(reuse, transfer):
     """Broken on purpose: ``student_recipe`` ignoring ``student_steps`` (students at 6 steps)."""
