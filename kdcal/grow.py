@@ -30,8 +30,8 @@ PROVENANCE_COLUMNS = ["seed", "bundle_id", "git_commit", "source_hash", "device"
 SCHEDULING_KEYS = ("executor", "ray_address", "data_root", "download", "workers", "threads")
 # how the engine computes: changes results in the last bits only (never in run ids); compared
 # unless the add is told to accept another engine (a CPU study grown by GPU seeds)
-ENGINE_KEYS = ("device", "training_threads", "pack_students", "pack_teachers", "channels_last", "compile",
-               "compile_mode", "eval_batch_size")
+ENGINE_KEYS = ("device", "training_threads", "pack_students", "pack_teachers", "channels_last",
+               "compile", "compile_mode", "eval_batch_size")
 
 
 class GrowError(StoreError):

@@ -84,14 +84,14 @@ def save(fig, figures_dir, name: str) -> list[Path]:
 # ---------------------------------------------------------------- teacher families
 def teacher_families(frame: pd.DataFrame, name: str) -> pd.Series:
     """The family (``depth``/``width``) of each row's teacher: the ``family`` column where the
-    results carry one, else :func:`kdcal.models.family` of the teacher's name in ``name``."""
+    results carry one, else the study's one name rule, :func:`kdcal.analysis.teacher_family`."""
     given = frame["family"] if "family" in frame else pd.Series(np.nan, index=frame.index)
     missing = given.isna()
     out = given.astype(object).copy()
     if missing.any():
-        from .models import family
+        from .analysis import teacher_family
 
-        out[missing] = [family(str(a)) for a in frame.loc[missing, name]]
+        out[missing] = [teacher_family(str(a)) for a in frame.loc[missing, name]]
     bad = sorted(set(out) - set(FAMILY_STYLE))
     if bad:
         raise ValueError(f"unknown teacher family {bad[0]!r}; valid: {', '.join(FAMILY_STYLE)}")
