@@ -271,6 +271,26 @@ def test_both_designs_in_one_folder_keep_their_own_students_images(tmp_path):
                 _ece_nll(logits / row["temperature"], y.numpy(), other.ece_bins)[0], abs=1e-5)
 
 
+def test_runs_calibrated_by_older_kdcal_keep_their_numbers_without_a_checkpoint(tmp_path):
+    """A study grown from bundles of kdcal up to 87a9cc6 (the numbers in calibration.json, no
+    model.pt in a bundle): calibrating again measures nothing and reads them. Broken on purpose:
+    the old fields ignored (the transfer design then needs the checkpoint it does not have)."""
+    cfg = config.resolve("smoke", {**TINY, "train_size": 200, "transfer_size": 150,
+                                   "calibrators": ["temperature"], "modes": ["uncalibrated"]})
+    study.train_teachers(cfg, tmp_path, **QUIET)
+    new = study.calibrate_teachers(cfg, tmp_path, **QUIET)
+    for rid in new["run_id"]:
+        run = Study(tmp_path).run_dir(rid)
+        seen = run / f"distill-{study.students_images(cfg)}.json"
+        d, c = read_json(seen), read_json(run / "calibration.json")
+        write_json({**c, "distill_before": d["before"], "distill_after": d["after"]},
+                   run / "calibration.json")
+        seen.unlink()
+        (run / "model.pt").unlink()
+    old = study.calibrate_teachers(cfg, tmp_path, **QUIET)
+    pd.testing.assert_frame_equal(old, new)
+
+
 # ---------------------------------------------------------------- f. fair budgets
 def test_every_model_reports_its_steps_and_students_share_the_budget(reuse, transfer):
     """Broken on purpose: ``student_recipe`` ignoring ``student_steps`` (students at 6 steps)."""
