@@ -6,7 +6,8 @@
   kdcal add --bundle PATH --study DIR [--allow-engine]
                                      add the seeds of a run's bundle to a study folder
   kdcal analyse --study DIR          re-run notebook 04 (and 05) and the report on the
-                                     study's own tables, training nothing
+                                     study's own tables, training nothing; 01-03 too
+                                     where the folder holds every run (a grown study)
   kdcal profiles                     list the profiles and their settings
 """
 from __future__ import annotations

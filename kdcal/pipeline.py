@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,12 +44,12 @@ def _show_notebook_output() -> None:
 
 
 def _execute(study: Study, name: str, profile: str, params: dict, cfg: StudyConfig,
-             reference: dict) -> None:
-    """One notebook by papermill into the study folder; a failure names the cell."""
+             reference: dict, target: Path | None = None) -> None:
+    """One notebook by papermill into the study folder (or ``target``); a failure names the cell."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    target = study.root / name
+    target = target or study.root / name
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / name), str(target), kernel_name="python3",
                             parameters={"profile": profile, "overrides": params,
@@ -64,10 +65,26 @@ def report_title(profile: str) -> str:
     return f"Does a calibrated teacher teach better? kdcal study, profile {profile}"
 
 
+def nothing_to_train(cfg: StudyConfig, study_dir) -> bool:
+    """Whether the folder holds every run of the config, finished: what ``kdcal add`` leaves.
+    Then notebooks 01-03 can be re-executed over all its seeds without training anything."""
+    from .bundle import study_run_ids, teacher_ids
+    from .study import student_plan, variant_runs
+
+    study = Study(study_dir)
+    teachers = teacher_ids(cfg) + [rid for rid, *_ in variant_runs(cfg)]
+    if not all(study.is_done(rid) for rid in teachers):  # students are planned from them
+        return False
+    return {p["rid"] for p in student_plan(cfg, study_dir)} <= set(study_run_ids(cfg, study_dir))
+
+
 def analyse_study(study_dir, log=print) -> Path:
     """Re-run the analysis (notebook 04, and 05 when the study has a regimes table) and the
     report on a study folder's own tables, training nothing: for a committed study on a fresh
-    clone (no runs), or a study grown by ``kdcal add``. The other notebooks stay as they ran."""
+    clone (no runs), or a study grown by ``kdcal add``. Where the folder holds every run (a
+    grown study), notebooks 01-03 are re-executed too, so that every section shows every seed;
+    otherwise they stay as they ran. The notebooks are executed aside and moved in only when
+    all of them succeeded: a failing cell leaves the study's notebooks as they were."""
     from .report import build_report
     from .store import read_json
 
@@ -81,11 +98,19 @@ def analyse_study(study_dir, log=print) -> Path:
     cfg = resolve(profile, params)
     _show_notebook_output()
     with study.lock():
-        names = ["04_analyze.ipynb"] + ([REGIMES_NOTEBOOK] if cfg.regimes and (
-            study.root / "regimes_results.csv").exists() else [])
+        os.environ["KDCAL_LOCK_OWNER"] = (study.root / ".lock").read_text().strip()
+        names = (NOTEBOOKS[:3] if nothing_to_train(cfg, study.root) else []) + [
+            "04_analyze.ipynb"] + ([REGIMES_NOTEBOOK] if cfg.regimes and (
+                study.root / "regimes_results.csv").exists() else [])
+        aside = study.root / f".analyse{os.getpid()}"
+        aside.mkdir(exist_ok=True)  # a failure keeps the partly executed notebook there
         for name in names:
-            log(f"== {name} -> {study.root / name} (its own tables, nothing trained)")
-            _execute(study, name, profile, params, cfg, {"reference": ""})
+            log(f"== {name} -> {study.root / name} (its own runs and tables, nothing trained)")
+            _execute(study, name, profile, params, cfg,
+                     {"reference": ""} if name in READS_REFERENCE else {}, aside / name)
+        for name in names:
+            os.replace(aside / name, study.root / name)
+        shutil.rmtree(aside)
         notebooks = [n for n in NOTEBOOKS + [REGIMES_NOTEBOOK] if (study.root / n).exists()]
         report = build_report(study.root, notebooks, report_title(profile))
         log(f"== report: {report}")

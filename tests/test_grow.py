@@ -166,6 +166,31 @@ def test_a_failure_while_staging_leaves_the_study_as_it_was(runs, half, monkeypa
     assert snapshot(half) == before
 
 
+def test_analyse_re_executes_every_notebook_of_a_grown_study(runs, tmp_path):
+    """A grown study holds every run: `kdcal analyse` re-executes notebooks 01-04 over all its
+    seeds (training nothing) and the report; the tables stay the add's. Broken on purpose:
+    notebook 04 alone (01-03 then show the first run's seeds only)."""
+    from kdcal import pipeline
+
+    grown = tmp_path / "grown"
+    for part in ("s1", "s0"):
+        grow.add_bundle(runs[part], grown, log=lambda *_: None)
+    cfg = config.resolve("smoke", json.loads((grown / "study.json").read_text())["overrides"])
+    assert pipeline.nothing_to_train(cfg, grown)
+    before = {n: (grown / n).read_bytes() for n in ("results.csv", "claims.csv")}
+    runs_before = snapshot(grown / "runs")
+    pipeline.analyse_study(grown, log=lambda *_: None)
+    for name in pipeline.NOTEBOOKS:
+        injected = [c for c in json.loads((grown / name).read_text())["cells"]
+                    if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert "[0, 1]" in "".join(injected[0]["source"]), name  # both seeds
+    assert {n: (grown / n).read_bytes() for n in before} == before
+    assert snapshot(grown / "runs") == runs_before  # nothing trained, nothing rewritten
+    assert (grown / "report.html").exists() and not list(grown.glob(".analyse*"))
+    shutil.rmtree(grown / "runs" / sorted(p.name for p in (grown / "runs").iterdir())[-1])
+    assert not pipeline.nothing_to_train(cfg, grown)  # a run missing: 01-03 stay as they are
+
+
 def test_the_cli_adds_and_refuses_in_one_line(runs, tmp_path):
     from kdcal.cli import main
 
