@@ -186,6 +186,16 @@ tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "un
 # %% tags=["notebook-only"]
 print(analysis.claims_summary(claims))
 
+# %% [markdown] tags=["notebook-only"]
+# **The answer, claim by claim**: the paper's words, what this run finds and the answer (`holds`,
+# `not reproduced`, `open`), read from `verdict_holm`. The report opens with this table; the README's
+# is that of the committed evidence runs.
+
+# %% tags=["notebook-only"]
+from kdcal.answer import answer_box
+
+tables.show(answer_box(claims))
+
 # %% [markdown]
 # **What each profile can settle.** `tutorial` (2 teachers, 2 seeds) settles nothing: it is for learning the
 # pipeline. `quick` (4 depth teachers, 3 seeds) cannot settle any size claim (an exact permutation over 4
