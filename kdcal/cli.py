@@ -71,11 +71,11 @@ def main(argv=None) -> int:
             print(format_plan(plan_profile(args.profile, parse_sets(args.set), args.device)))
             return 0
         if args.command == "add":
-            from .grow import add_bundle, rerun_command
+            from .grow import add_bundle
 
             add_bundle(args.bundle, args.study, args.allow_engine)
             print(f"kdcal: to re-run the notebooks and the report on it (nothing trains): "
-                  f"{rerun_command(args.study)}")
+                  f"kdcal analyse --study {args.study}")
             return 0
         folder = run_study(args.profile, parse_sets(args.set), args.out)
     except (ConfigError, NotebookFailed, StoreError, DatasetError) as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 from pathlib import Path
@@ -217,10 +216,3 @@ def _commit(root: Path, stage: Path, info: dict, results, claims) -> None:
     write_json({"profile": info.get("profile", ""), "overrides": info.get("overrides", {}),
                 "config": info["config"]}, root / "study.json")
 
-
-def rerun_command(study_dir) -> str:
-    """The command that re-executes the notebooks (01-04, the report) on a grown study."""
-    info = read_json(Path(study_dir) / "study.json")
-    sets = " ".join(f"--set {k}={json.dumps(v, separators=(',', ':'))}"
-                    for k, v in sorted(info.get("overrides", {}).items()))
-    return f"kdcal run --profile {info.get('profile') or '?'} {sets} --out {study_dir}".replace("  ", " ")
