@@ -473,7 +473,7 @@ def paired_mode_differences(diffs: pd.DataFrame, students: pd.DataFrame | None =
                 else "mean; n < 3: no interval")
     fig.suptitle(f"Paired by teacher and seed ({counts}): {interval}\n"
                  "'all': one value per seed, its mean over teachers", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))  # the two title lines: 0.6 in
     _legend_below(fig, _forest_handles(None if margin is None else margin * 100, "pt",
                                        students is not None, rule), ncols=3)
     return fig
