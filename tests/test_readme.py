@@ -1,5 +1,5 @@
 """The README and docs/ stay true to the repository: the answer box carries the committed
-evidence run's numbers, every profile is listed, the test command is the one CI runs, and every
+evidence study's numbers (evidence-transfer, the design where calibration can act), every profile is listed, the test command is the one CI runs, and every
 link between the pages resolves (the README is short because the rest moved to docs/)."""
 import re
 from pathlib import Path
@@ -13,7 +13,7 @@ from kdcal.answer import headline_rows
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-EVIDENCE_CLAIMS = ROOT / "outputs" / "evidence" / "claims.csv"
+EVIDENCE_CLAIMS = ROOT / "outputs" / "evidence-transfer" / "claims.csv"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -49,7 +49,7 @@ def test_answer_box_carries_every_claim_of_the_evidence_run():
     """Each claims.csv row's estimate and 95% interval, in points, and for an undecided claim the
     seeds or teachers it needs: a re-analysis that moves a number must move the README too."""
     text = README.read_text()
-    assert "<!-- answer-box: from outputs/evidence/claims.csv" in text
+    assert "<!-- answer-box: from outputs/evidence-transfer/claims.csv" in text
     missing = []
     # the box shows each claim once: a size claim by its test across families (answer.headline_rows)
     for _, row in headline_rows(pd.read_csv(EVIDENCE_CLAIMS)).iterrows():
