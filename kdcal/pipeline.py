@@ -68,14 +68,14 @@ def report_title(profile: str) -> str:
 def nothing_to_train(cfg: StudyConfig, study_dir) -> bool:
     """Whether the folder holds every run of the config, finished: what ``kdcal add`` leaves.
     Then notebooks 01-03 can be re-executed over all its seeds without training anything."""
-    from .bundle import study_run_ids, teacher_ids
+    from .bundle import teacher_ids
     from .study import student_plan, variant_runs
 
     study = Study(study_dir)
     teachers = teacher_ids(cfg) + [rid for rid, *_ in variant_runs(cfg)]
     if not all(study.is_done(rid) for rid in teachers):  # students are planned from them
         return False
-    return {p["rid"] for p in student_plan(cfg, study_dir)} <= set(study_run_ids(cfg, study_dir))
+    return all(study.is_done(p["rid"]) for p in student_plan(cfg, study_dir))
 
 
 def analyse_study(study_dir, log=print) -> Path:

@@ -445,18 +445,22 @@ def students_images(cfg: StudyConfig) -> str:
     return f"transfer{cfg.transfer_size}" if cfg.transfer_size else "own"
 
 
+def _distill_path(run, cfg: StudyConfig):
+    return run / f"distill-{students_images(cfg)}.json"
+
+
 def _calibrate_on_students_images(study: Study, rid: str, cfg: StudyConfig,
                                   z: dict | None = None) -> None:
     """The mechanism: what the teacher's temperature does to the targets its students actually
     see (``distill-<images>.json``: ECE and NLL before and after, on those images)."""
     run = study.run_dir(rid)
-    path = run / f"distill-{students_images(cfg)}.json"
-    if path.exists() or _distill_in_calibration(read_json(run / "calibration.json")):
+    path, calibration = _distill_path(run, cfg), read_json(run / "calibration.json")
+    if path.exists() or _distill_in_calibration(calibration):
         return  # measured already (by kdcal up to 87a9cc6: in calibration.json)
     z = load_arrays(run / "logits.npz") if z is None else z
     if "train_labels" not in z:  # a teacher that teaches nobody
         return
-    t = read_json(run / "calibration.json")["temperature"]
+    t = calibration["temperature"]
     logits, labels = distill_logits(study, rid, cfg, z)
     write_json({"before": metrics.summarize(logits, labels, cfg.ece_bins),
                 "after": metrics.summarize(logits / t, labels, cfg.ece_bins)}, path)
@@ -539,7 +543,7 @@ def calibration_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
         path = study.run_dir(rid) / "calibration.json"
         if path.exists():
             c = read_json(path)
-            seen = study.run_dir(rid) / f"distill-{students_images(cfg)}.json"
+            seen = _distill_path(study.run_dir(rid), cfg)
             d = read_json(seen) if seen.exists() else _distill_in_calibration(c)
             rows.append({"run_id": rid, "arch": arch, "seed": seed, "temperature": c["temperature"],
                          **{f"{k}_before": v for k, v in c["test_before"].items()},
