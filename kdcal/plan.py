@@ -430,8 +430,8 @@ def _fit_constants(table: dict, device: str, runs: list, cpu: dict | None) -> di
     if notebooks:
         (t1, w1), (t2, w2) = [(len(cfg.seeds) * len(cfg.teachers) * len(cfg.calibrators),
                                wall["02 calibration"]) for cfg, wall in runs[:2]]
-        per = (w2 - w1) / (t2 - t1) if t2 != t1 else 0.0
-        const.update(calibration_seconds=round(w1 - per * t1, 2),
+        base, per = calibration_line((t1, w1), (t2, w2))
+        const.update(calibration_seconds=round(base, 2),
                      calibration_per_teacher=round(per, 4),
                      analysis_seconds=round(sum(w["04 analysis"] for _, w in runs) / len(runs), 2))
     else:  # the notebooks' own parts (kernels, figures, tables) run on the CPU either way
@@ -439,6 +439,17 @@ def _fit_constants(table: dict, device: str, runs: list, cpu: dict | None) -> di
                                            "calibration_per_teacher", "analysis_seconds")})
     const["fit_relative_error"] = round(math.sqrt(best[0] / max(1, 2 * len(runs))), 4)
     return const
+
+
+def calibration_line(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """(seconds, seconds per teacher x calibrator) of the calibration stage through two runs'
+    (fits, wall) points. Runs from machines of different speed can slope the line downwards;
+    a fit never gets faster per teacher, so such a pair gives a flat line at their mean."""
+    (t1, w1), (t2, w2) = a, b
+    per = (w2 - w1) / (t2 - t1) if t2 != t1 else 0.0
+    if per < 0:
+        return (w1 + w2) / 2, 0.0
+    return w1 - per * t1, per
 
 
 # ---------------------------------------------------------------- the executor's ETA

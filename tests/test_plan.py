@@ -72,3 +72,10 @@ def test_the_stage_log_and_bar_show_the_plans_estimate(tmp_path):
                                      for i, label in enumerate(labels)], "teachers", lines.append)
     expected = plan.duration(plan.schedule([plan.task_estimates(cfg)[label] for label in labels], 1))
     assert lines == [f"[teachers] {len(labels)} tasks, plan: ~{expected} (kdcal plan)"]
+
+
+def test_the_calibration_line_never_gets_faster_per_teacher():
+    assert plan.calibration_line((24, 20.0), (70, 43.0)) == pytest.approx((8.0, 0.5))
+    # a faster machine's bigger run below a slower machine's small one: flat, at their mean
+    assert plan.calibration_line((24, 21.0), (70, 17.0)) == (19.0, 0.0)
+    assert plan.calibration_line((24, 21.0), (24, 23.0)) == (21.0, 0.0)
