@@ -122,3 +122,58 @@ def test_mde_slope_with_a_family_term_is_ols_with_one_intercept_per_family():
     xc1 = x - x.mean()
     assert mde1 == pytest.approx(_power_factor(len(x) - 2) * sigma1 / math.sqrt(xc1 @ xc1),
                                  rel=1e-10)
+
+
+def test_units_needed_mean_uses_the_degrees_of_freedom_of_n_seeds():
+    assert inference.units_needed_mean(1.0, inference.mde_mean(1.0, 3)) == 3.0
+
+
+@pytest.mark.parametrize("std,margin", [(np.nan, 0.5), (1.0, np.nan)])
+def test_units_needed_mean_is_undefined_without_a_scatter_or_a_margin(std, margin):
+    assert math.isnan(inference.units_needed_mean(std, margin))
+
+
+def _teachers_by_hand(x, sigma, margin, limit=200, groups=1):
+    spread = float(np.mean(np.asarray(x, float) ** 2))
+    for k in range(5, limit + 1):  # 5: the fewest teachers that can reach 5%
+        df = k - groups - 1
+        if df >= 1 and _power_factor(df) * sigma / math.sqrt(spread * k) <= margin:
+            return float(k)
+    return math.inf
+
+
+def _margin_at(k, x, sigma, groups=1):
+    """The margin that k teachers spread like ``x`` detect exactly."""
+    return _power_factor(k - groups - 1) * sigma / math.sqrt(float(np.mean(np.square(x))) * k)
+
+
+def test_teachers_needed_is_the_first_ladder_whose_ols_power_reaches_the_margin():
+    x = np.array([-1.5, -0.5, 0.5, 1.5])  # centred log2 sizes
+    for k, groups in ((9, 1), (12, 2), (6, 1)):
+        margin = _margin_at(k, x, 0.01, groups)
+        assert inference.teachers_needed(x, 0.01, margin, groups=groups) == k
+        assert _teachers_by_hand(x, 0.01, margin, groups=groups) == k
+    # the default is one family: its margin at 9 teachers is not reached by 9 in two families
+    assert inference.teachers_needed(x, 0.01, _margin_at(9, x, 0.01)) == 9
+    assert inference.teachers_needed(x, 0.01, _margin_at(9, x, 0.01), groups=2) > 9
+    # three families: the first usable ladder has 5 teachers (df 1)
+    assert inference.teachers_needed(x, 0.01, _margin_at(5, x, 0.01, 3), groups=3) == 5
+
+
+def test_teachers_needed_counts_up_to_200_teachers_by_default():
+    x = np.array([-1.0, 1.0])
+    at_201 = _margin_at(201, x, 0.01)
+    assert inference.teachers_needed(x, 0.01, at_201) == math.inf
+    assert inference.teachers_needed(x, 0.01, at_201, limit=201) == 201
+    assert inference.teachers_needed(x, 0.01, _margin_at(200, x, 0.01)) == 200
+
+
+@pytest.mark.parametrize("x,sigma,margin", [([-1.0, 0.0, 1.0], np.nan, 0.01),
+                                            ([-1.0, 0.0, 1.0], 0.01, np.nan),
+                                            ([0.0], 0.01, 0.01)])
+def test_teachers_needed_is_undefined_without_a_scatter_a_margin_or_two_teachers(x, sigma, margin):
+    assert math.isnan(inference.teachers_needed(x, sigma, margin))
+
+
+def test_teachers_needed_from_two_teachers_on():
+    assert np.isfinite(inference.teachers_needed([-0.5, 0.5], 0.01, 0.05))
