@@ -107,7 +107,7 @@ def test_mde_slope_with_a_family_term_is_ols_with_one_intercept_per_family():
     y = np.array([0.80, 0.81, 0.83, 0.82, 0.78, 0.80, 0.815])
     family = ["depth"] * 4 + ["width"] * 3
     design = np.column_stack([x, [f == "depth" for f in family], [f == "width" for f in family]])
-    coef, rss, *_ = np.linalg.lstsq(design.astype(float), y, rcond=None)
+    _, rss, *_ = np.linalg.lstsq(design.astype(float), y, rcond=None)
     df = len(x) - 3
     sigma = math.sqrt(float(rss[0]) / df)
     xc = x - np.array([x[:4].mean()] * 4 + [x[4:].mean()] * 3)
@@ -115,7 +115,7 @@ def test_mde_slope_with_a_family_term_is_ols_with_one_intercept_per_family():
     assert got_sigma == pytest.approx(sigma, rel=1e-10)
     assert mde == pytest.approx(_power_factor(df) * sigma / math.sqrt(xc @ xc), rel=1e-10)
     # one family: a single intercept, one more residual degree of freedom
-    coef1, rss1, *_ = np.linalg.lstsq(np.column_stack([x, np.ones_like(x)]), y, rcond=None)
+    _, rss1, *_ = np.linalg.lstsq(np.column_stack([x, np.ones_like(x)]), y, rcond=None)
     sigma1 = math.sqrt(float(rss1[0]) / (len(x) - 2))
     mde1, got1 = inference.mde_slope(x, y)
     assert got1 == pytest.approx(sigma1, rel=1e-10)
