@@ -306,15 +306,17 @@ def test_nb05_ex2_a_tau_8_cell_trains_only_its_students(tutorial_copy):
     assert all(p["config"]["kd_tau"] == 8.0 for p in todo["tau=8"])
 
 
-def test_nb05_ex2_regimes_quick_effect_is_smallest_at_tau_1_and_largest_at_tau_8():
-    """Ex. 2, the committed regimes-quick numbers the answer quotes."""
+def test_nb05_ex2_regimes_quick_cannot_tell_how_the_effect_moves_with_tau():
+    """Ex. 2, the committed regimes-quick numbers the answer quotes: every tau cell undecided, its
+    interval spanning zero, the effects +0.14, +1.10, -0.75 (base, tau 4) and -0.34."""
     effects = pd.read_csv(OUTPUTS / "regimes-quick" / "regimes.csv").set_index("cell")
-    tau_cells = effects.loc[["tau=1", "base", "tau=2", "tau=8"], "effect"].abs()
-    assert tau_cells.idxmin() == "tau=1" and tau_cells.idxmax() == "tau=8"
-    assert effects.loc["tau=1", "effect"] == pytest.approx(0.06, abs=0.005)
-    assert effects.loc["tau=8", "effect"] == pytest.approx(-1.46, abs=0.005)
-    assert effects.loc["tau=8", "effect_low"] == pytest.approx(-6.7, abs=0.05)
-    assert effects.loc["tau=8", "effect_high"] == pytest.approx(3.7, abs=0.05)
+    cells = ["tau=1", "tau=2", "base", "tau=8"]
+    assert (effects.loc[cells, "effect_low"] < 0).all() and (effects.loc[cells, "effect_high"] > 0).all()
+    assert (effects.loc[cells, "verdict"] == "underpowered").all()
+    assert (effects.loc[cells, "seeds"] == 2).all()
+    assert effects.loc[cells, "effect"].round(2).tolist() == [0.14, 1.10, -0.75, -0.34]
+    assert effects.loc["base", ["effect_low", "effect_high"]].round(1).tolist() == [-2.8, 1.3]
+    assert effects.loc["tau=8", ["effect_low", "effect_high"]].round(1).tolist() == [-11.7, 11.0]
 
 
 def test_nb05_ex3_label_noise_makes_new_teachers(tutorial_copy):
@@ -327,9 +329,10 @@ def test_nb05_ex3_label_noise_makes_new_teachers(tutorial_copy):
 
 def test_nb05_ex3_regimes_quick_label_noise_lowers_T_and_raises_the_larger_teachers_ece():
     """Ex. 3, as the answer states it for regimes-quick: T falls for every teacher and seed at both
-    noise levels (means 1.70, 1.42, 1.52); at 0.4 ECE rises for resnet14 and resnet20 and falls for
-    resnet8 in every seed; the larger teachers' confidence (acc + ECE) falls from about 0.94 to
-    0.76 and their accuracy from about 0.87 to 0.62; ECE after scaling stays at least twice the base's."""
+    noise levels (means 1.71, 1.38, 1.53); at 0.4 ECE rises for resnet14 (0.08 -> 0.13) and resnet20
+    (0.09 -> 0.15) and falls for resnet8 in every seed; the larger teachers' confidence (acc + ECE)
+    falls from about 0.94 to 0.76 and their accuracy from about 0.86 to 0.62; ECE after scaling stays
+    above the base's for every teacher and seed, 1.5 to 2.7 times it by teacher."""
     table = pd.read_csv(OUTPUTS / "regimes-quick" / "regimes_results.csv")
     t = table[(table["role"] == "teacher") & (table["mode"] == "teacher")]
     t = t.assign(confidence=t["acc"] + t["ece"]).set_index(["cell", "arch", "seed"])
@@ -339,7 +342,7 @@ def test_nb05_ex3_regimes_quick_label_noise_lowers_T_and_raises_the_larger_teach
         assert len(noisy) == len(base) == 6
         assert (noisy["temperature"] < base.loc[noisy.index, "temperature"]).all(), level
     means = pd.read_csv(OUTPUTS / "regimes-quick" / "regimes.csv").set_index("cell")["temperature"]
-    assert [round(means[c], 2) for c in ("base", "label_noise=0.2", "label_noise=0.4")] == [1.70, 1.42, 1.52]
+    assert [round(means[c], 2) for c in ("base", "label_noise=0.2", "label_noise=0.4")] == [1.71, 1.38, 1.53]
     noisy = t.loc["label_noise=0.4"]
     rises = noisy["ece"] > base.loc[noisy.index, "ece"]
     for (arch, seed), up in rises.items():
@@ -348,7 +351,12 @@ def test_nb05_ex3_regimes_quick_label_noise_lowers_T_and_raises_the_larger_teach
     mean = lambda frame, col: frame[frame.index.get_level_values("arch").isin(large)][col].mean()
     assert mean(base, "confidence") == pytest.approx(0.94, abs=0.01)
     assert mean(noisy, "confidence") == pytest.approx(0.76, abs=0.01)
-    assert mean(base, "acc") == pytest.approx(0.87, abs=0.01)
-    assert mean(noisy, "acc") == pytest.approx(0.62, abs=0.01)
+    assert mean(base, "acc") == pytest.approx(0.86, abs=0.005)
+    assert mean(noisy, "acc") == pytest.approx(0.62, abs=0.005)
+    by_arch = lambda frame, col: frame.groupby("arch")[col].mean().round(2).to_dict()
+    assert by_arch(base, "ece") == {"resnet8": 0.06, "resnet14": 0.08, "resnet20": 0.09}
+    assert {a: e for a, e in by_arch(noisy, "ece").items() if a != "resnet8"} == {
+        "resnet14": 0.13, "resnet20": 0.15}
+    assert (noisy["ece_cal"] > base.loc[noisy.index, "ece_cal"]).all()
     after = noisy.groupby("arch")["ece_cal"].mean() / base.groupby("arch")["ece_cal"].mean()
-    assert (after >= 2).all(), after
+    assert after.min().round(1) == 1.5 and after.max().round(1) == 2.7, after
