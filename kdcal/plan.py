@@ -298,14 +298,20 @@ _DONE = re.compile(r"^(\S+ \S+) \[(teachers|student groups)\] \d+/\d+ tasks done
 
 
 def parse_log(path) -> dict:
-    """Epoch lines of a study log: {(kind, who, seed, epoch): [(member, seconds), ...]}, and the
-    stage start and task-completion times (when the log has timestamps)."""
+    """Epoch lines of a study log: {(kind, who, seed, epoch): [(member, seconds), ...]}, the
+    stage start and task-completion times (when the log has timestamps) and the seeds trained.
+
+    Only the log's first run counts: a study grown by ``kdcal add`` and re-analysed (or a run
+    resumed) appends later passes that train nothing or part of the grid, while ``timing.json``
+    keeps the first run's wall; mixing them made the fit's analysis stage hours long."""
     import datetime as dt
 
     epochs, starts, last = defaultdict(list), {}, {}
     for line in Path(path).read_text().splitlines():
         m = _STAGE.match(line)
         if m:
+            if m.group(2) in starts:  # a later pass over the same study
+                break
             starts[m.group(2)] = dt.datetime.fromisoformat(m.group(1))
             continue
         m = _DONE.match(line)
@@ -315,7 +321,8 @@ def parse_log(path) -> dict:
         if m:
             kind, who, seed, member, epoch, _, seconds = m.groups()
             epochs[(kind, who, int(seed), int(epoch))].append((member, float(seconds)))
-    return {"epochs": epochs, "starts": starts, "last_done": last}
+    return {"epochs": epochs, "starts": starts, "last_done": last,
+            "seeds": sorted({seed for (_, _, seed, _) in epochs})}
 
 
 def _median(values):
@@ -391,8 +398,10 @@ def fit_from_logs(root: Path, cpu_runs=("outputs/quick", "outputs/evidence"),
     walls = {}
     for device, runs in (("cpu", cpu_runs), ("cuda", cuda_runs)):
         for run in runs:
-            cfg = _config_of(root / run)
             log = parse_log(root / run / "log.txt")
+            cfg = _config_of(root / run)
+            if log["seeds"]:  # a grown study: the seeds its first run trained
+                cfg = dataclasses.replace(cfg, seeds=log["seeds"])
             table["rows"] += measured_rows(log, cfg, device, cfg.workers, f"{run}/log.txt")
             walls[run] = (cfg, measured_walls(root / run))
     for device, runs in (("cpu", cpu_runs), ("cuda", cuda_runs)):

@@ -79,3 +79,27 @@ def test_the_calibration_line_never_gets_faster_per_teacher():
     # a faster machine's bigger run below a slower machine's small one: flat, at their mean
     assert plan.calibration_line((24, 21.0), (70, 17.0)) == (19.0, 0.0)
     assert plan.calibration_line((24, 21.0), (24, 23.0)) == (21.0, 0.0)
+
+
+def test_a_grown_study_log_is_read_as_its_first_run_only(tmp_path):
+    """`kdcal add` + `kdcal analyse` append a second pass (nothing trained) to the log of the
+    study's first run; the stage walls and the seeds are the first run's, as timing.json is."""
+    first = ["2026-12-02 00:53:28 == 01_train_teachers",
+             "2026-12-02 00:54:00 [teacher resnet8 seed 0] resnet8 epoch 2/30 loss 1.0 train_acc 0.6 lr 0.05 2.0s",
+             "2026-12-02 00:55:00 [teachers] 1/1 tasks done (teacher resnet8 seed 0)",
+             "2026-12-02 00:55:10 == 02_calibrate_teachers",
+             "2026-12-02 00:55:30 == 03_distill_students",
+             "2026-12-02 00:57:30 [student groups] 1/1 tasks done (students of resnet8 seed 0)"]
+    later = ["2026-12-02 03:57:38 == 01_train_teachers",
+             "2026-12-02 03:57:39 [teacher resnet8 seed 3] resnet8 epoch 2/30 loss 1.0 train_acc 0.6 lr 0.05 9.0s",
+             "2026-12-02 03:57:49 == 02_calibrate_teachers",
+             "2026-12-02 03:57:50 == 03_distill_students",
+             "2026-12-02 03:58:01 [student groups] 5/5 tasks done (students of resnet8 seed 4)"]
+    (tmp_path / "log.txt").write_text("\n".join(first + later) + "\n")
+    (tmp_path / "timing.json").write_text(json.dumps({"seconds": 300.0}))
+    log = plan.parse_log(tmp_path / "log.txt")
+    assert log["seeds"] == [0]
+    assert [m for (_, _, _, _), members in log["epochs"].items() for m in members] == [("resnet8", 2.0)]
+    walls = plan.measured_walls(tmp_path)
+    assert walls == {"01 teachers": 102.0, "02 calibration": 20.0, "03 students": 120.0,
+                     "04 analysis": 300.0 - 242.0, "total": 300.0}
