@@ -115,7 +115,7 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 #
 # **Two families, never one line.** The teachers form a depth ladder (`resnetN`) and a width ladder
 # (`resnetNxK`); at equal parameters the width teachers can sit well apart from the depth teachers (in the
-# evidence run, about 1.7 ECE points lower). A line through both would mix the offset with the slope, so
+# evidence run, about 1.8 ECE points lower). A line through both would mix the offset with the slope, so
 # the claims below test size within each family, and across families with a *family term*: each family its
 # own intercept, one common slope, and a permutation that only reorders teachers inside their family
 # (4 depth and 3 width teachers allow 4! x 3! = 144 orderings, p >= 0.014). The table below pools the
