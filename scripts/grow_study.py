@@ -13,8 +13,6 @@ Every step's wall time goes to RUNS/grow.log (the BENCHMARKS rows). Run it alone
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import subprocess
 import sys
 import time
@@ -23,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdcal import bundle, grow  # noqa: E402
+from kdcal import bundle, grow, plan  # noqa: E402
+from kdcal.store import read_json  # noqa: E402
 
 
 def study_code(study: Path) -> dict:
@@ -34,7 +33,7 @@ def study_code(study: Path) -> dict:
         raise SystemExit(f"grow_study: {e}") from None
     if info is None:
         raise SystemExit(f"grow_study: {study} has no bundle (only studies written by kdcal run grow)")
-    meta = json.loads((study / "study.json").read_text())
+    meta = read_json(study / "study.json")
     return {"profile": meta["profile"], "overrides": meta.get("overrides", {}),
             "seeds": set(info["config"]["seeds"]), **info["code"]}
 
@@ -69,9 +68,14 @@ def set_args(overrides: dict, seed: int) -> list[str]:
     return out + ["--set", f"seeds={seed}"]
 
 
-def stage_times(text: str) -> str:
-    """'01 1108 s, 02 98 s, ...' from kdcal run's '== NN_name.ipynb done in Ns' lines."""
-    return ", ".join(f"{m[0]} {m[1]} s" for m in re.findall(r"== (\d\d)_\w+\.ipynb done in (\d+)s", text))
+def stage_times(run_dir: Path) -> str:
+    """'01 teachers 1150 s, ...': the stage walls kdcal plan fits its step times to, from the run's
+    log and timing.json; a log without them is said, not fatal (the seed is still added)."""
+    try:
+        walls = plan.measured_walls(run_dir)
+    except (OSError, KeyError, ValueError) as e:
+        return f"stage times not readable from its log: {e!r}"
+    return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in walls.items())
 
 
 def grow_by(study: Path, seeds: list[int], runs: Path, worktree: Path | None = None) -> list[int]:
@@ -101,12 +105,11 @@ def grow_by(study: Path, seeds: list[int], runs: Path, worktree: Path | None = N
                                  *set_args(code["overrides"], seed), "--out", str(out)],
                                 stdout=sink, stderr=subprocess.STDOUT, cwd=where).returncode
         wall = time.monotonic() - start
-        stages = stage_times((runs / f"{out.name}.out").read_text(errors="replace"))
         if rc != 0:
             log(f"seed {seed}: kdcal run failed (rc {rc}) after {wall:.0f} s; see {out.name}.out; "
                 "rerun this command to resume it")
             raise SystemExit(rc)
-        log(f"seed {seed}: run {wall:.0f} s ({stages})")
+        log(f"seed {seed}: run {wall:.0f} s ({stage_times(out)})")
         start = time.monotonic()
         for step in (["add", "--bundle", str(out), "--study", str(study)], ["analyse", "--study", str(study)]):
             proc = subprocess.run([*here, *step], capture_output=True, text=True, cwd=ROOT)

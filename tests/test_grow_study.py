@@ -26,10 +26,12 @@ def test_the_seed_runs_with_the_studys_overrides_but_its_own_seed():
         [7], 2, ["early_stop"], 0.1, "off", True)
 
 
-def test_stage_times_read_kdcal_runs_lines():
-    text = ("== 01_train_teachers.ipynb -> x\n== 01_train_teachers.ipynb done in 1108s\n"
-            "noise\n== 03_distill_students.ipynb done in 1902s\n")
-    assert grow_study.stage_times(text) == "01 1108 s, 03 1902 s"
+def test_stage_times_are_kdcal_plans_walls_and_a_missing_log_is_said(tmp_path, monkeypatch):
+    walls = {"01 teachers": 1150.2, "02 calibration": 74.0, "total": 3196.4}
+    monkeypatch.setattr(grow_study.plan, "measured_walls", lambda run_dir: walls)
+    assert grow_study.stage_times(tmp_path) == "01 teachers 1150 s, 02 calibration 74 s, total 3196 s"
+    monkeypatch.undo()
+    assert grow_study.stage_times(tmp_path).startswith("stage times not readable from its log")
 
 
 def test_other_code_without_a_commit_is_refused_in_one_line():
@@ -65,7 +67,8 @@ def test_a_study_grows_by_a_seed_and_a_rerun_changes_nothing(smoke_copy, tmp_pat
     assert [line.split(",")[0] for line in provenance[1:]] == ["0", "1", "2"]
     log = (runs / "grow.log").read_text()
     assert "seed 1: already in" in log
-    assert "seed 2: run " in log and "01 " in log and "add + analyse" in log
+    assert "seed 2: run " in log and "01 teachers " in log and "03 students " in log
+    assert "add + analyse" in log
     assert not (runs / "smoke-s1").exists()  # nothing ran for the seed already there
 
     before = {p: p.read_bytes() for p in smoke_copy.rglob("*") if p.is_file()}
