@@ -30,16 +30,19 @@ data:
 	  echo "Fashion-MNIST: not installed (sudo apt-get install dataset-fashion-mnist); torchvision will download it"; \
 	fi
 
+# into outputs/local/<profile> (ignored by git): the committed reference run outputs/<profile>
+# stays as it is, so `make test` after `make study` reads the same files as on a fresh clone
 study: install data
-	$(VENV)/bin/kdcal run --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+	$(VENV)/bin/kdcal run --profile $(PROFILE) --out outputs/local/$(PROFILE) $(foreach s,$(SET),--set $(s))
 
 # everything, the end-to-end runs included (CI runs this)
+# two workers (pytest-xdist): the 2 cores each run tests; end-to-end runs are session fixtures
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # for iteration: the unit tests, without the runs marked slow (papermill, Ray, kills)
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 smoke: install
 	$(VENV)/bin/kdcal run --profile smoke --out outputs/smoke

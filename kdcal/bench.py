@@ -32,10 +32,15 @@ from functools import partial
 
 import torch
 
-from .data import Splits, make_synthetic, make_splits
-from .distill import kd_loss
+from .config import resolve
+from .data import Splits, make_splits, make_synthetic
+from .inference import t_interval
+from .distill import kd_loss, make_kd_loss, make_loss
+from .metrics import summarize
 from .models import build_model, forward_macs
-from .train import Member, Recipe, make_engine, train_group
+from .packed_seeds import SeedMember, train_packed_seeds
+from .runs import load_splits, teacher_recipe
+from .train import Member, Recipe, make_engine, predict, train_group
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
@@ -188,8 +193,6 @@ def conv_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) ->
 def quick_group_students() -> int:
     """Students in the quick profile's largest group (seed 0: its modes and controls), counted
     as study.student_plan plans them."""
-    from .config import resolve
-
     cfg = resolve("quick")
     controls = ([v for v in cfg.tau_grid if v != cfg.tau]
                 + [v for v in cfg.teacher_temperature_grid if v != 1.0])
@@ -225,8 +228,6 @@ def kdcal_parallel(channels: int, size: int, teacher: str, student: str, student
 
 def bench_cases(quick_only: bool = False) -> list[tuple]:
     """(data label, teacher, student, channels, size, students, kdcal batch) of every row."""
-    from .config import resolve
-
     quick_batch = resolve("quick").student_batch_size
     cases = [("quick (Fashion-MNIST shapes)", "resnet44", "resnet8", 1, 28, k, 64) for k in (1, 4)]
     cases.append(("quick group (Fashion-MNIST shapes)", "resnet44", "resnet8", 1, 28,
@@ -312,9 +313,6 @@ def _fill_splits(k: int, n_train: int, device: torch.device) -> list[Splits]:
 
 def _fill_once(path: str, splits: list[Splits], recipe: Recipe, engine) -> None:
     """One epoch of ``recipe`` on ``splits[k]`` for K fresh resnet8 models, trained ``path``'s way."""
-    from .distill import make_kd_loss, make_loss
-    from .packed_seeds import SeedMember, train_packed_seeds
-
     quiet = lambda line: None  # noqa: E731
     ce = make_loss("baseline", 4.0, 0.9)
     models = [build_model(FILL_ARCH, 1, 10) for _ in splits]
@@ -393,13 +391,6 @@ def write_json(rows: list[dict], path) -> None:
 
 def accuracy_check(arch: str = "resnet20", seeds=(0, 1, 2), profile: str = "quick") -> list[dict]:
     """Same recipe and seeds with fp32 and with the engine's bf16: test accuracy side by side."""
-    from .analysis import t_interval
-    from .config import resolve
-    from .distill import make_loss
-    from .metrics import summarize
-    from .study import engine_for, load_splits, teacher_recipe
-    from .train import predict
-
     cfg = resolve(profile)
     rows = []
     for amp in ("off", "bf16"):

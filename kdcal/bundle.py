@@ -10,6 +10,7 @@ run's config from it, so it runs in seconds and never writes over the committed 
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime
 import hashlib
@@ -25,27 +26,38 @@ import pandas as pd
 
 from . import metrics
 from .config import StudyConfig, validate
-from .store import (Study, StoreError, atomic_write_bytes, load_arrays, read_json, save_arrays,
-                    write_csv, write_json)
+from .regimes import run_regimes
+from .results import write_results
+from .runs import amp_name, engine_for, teacher_runs
+from .store import (
+    StoreError,
+    Study,
+    atomic_write_bytes,
+    load_arrays,
+    read_json,
+    save_arrays,
+    write_csv,
+    write_json,
+)
+from .students import student_plan
+from .teacher_variants import variant_runs
 
 BUNDLE_NAME = "bundle"
 FORMAT = 1
 # the largest change of a test metric (accuracy, ECE, NLL, ...) that rounding logits may cause
 TOLERANCE = 1e-3
 JSON_FILES = ("config.json", "metrics.json", "calibration.json")
+PROVENANCE = "provenance.csv"  # beside the bundle: which run made each seed, with which code
+PROVENANCE_COLUMNS = ["seed", "bundle_id", "git_commit", "source_hash", "device", "host", "date"]
 
 
 # ---------------------------------------------------------------- which runs a config owns
 def teacher_ids(cfg: StudyConfig) -> list[str]:
-    from .study import teacher_runs
-
     return [rid for rid, _, _ in teacher_runs(cfg)]
 
 
 def study_run_ids(cfg: StudyConfig, study_dir) -> list[str]:
     """The finished runs of this config: teachers, teacher variants and students."""
-    from .study import student_plan, variant_runs
-
     study = Study(study_dir)
     ids = teacher_ids(cfg) + [rid for rid, *_ in variant_runs(cfg)]
     ids += [p["rid"] for p in student_plan(cfg, study_dir)]
@@ -60,9 +72,7 @@ def has_runs(cfg: StudyConfig, study_dir) -> bool:
 
 # ---------------------------------------------------------------- export
 def _amp_of(cfg: StudyConfig) -> str:
-    from .study import _amp_name, engine_for
-
-    return _amp_name(engine_for(cfg))
+    return amp_name(engine_for(cfg))
 
 
 def _compressed(arrays: dict) -> bytes:
@@ -151,8 +161,6 @@ def export_bundle(cfg: StudyConfig, study_dir) -> Path:
             worst = max(worst, error)
         runs[rid] = read_json(src / "metrics.json").get("role", "")
     info = read_json(study.root / "study.json") if (study.root / "study.json").exists() else {}
-    from .study import engine_for
-
     code, device = code_fingerprint(), engine_for(cfg).device.type
     write_json({"format": FORMAT, "profile": info.get("profile", ""),
                 "overrides": info.get("overrides", {}), "config": cfg.to_dict(),
@@ -162,11 +170,17 @@ def export_bundle(cfg: StudyConfig, study_dir) -> Path:
                tmp / "bundle.json")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    from .grow import PROVENANCE, provenance_csv
-
     atomic_write_bytes(provenance_csv(read_json(final / "bundle.json")["provenance"]),
                        study.root / PROVENANCE)
     return final
+
+
+def provenance_csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, PROVENANCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: r["seed"]))
+    return out.getvalue().encode()
 
 
 # ---------------------------------------------------------------- read back
@@ -255,8 +269,6 @@ def study_results(cfg: StudyConfig, study_dir, reference="") -> pd.DataFrame:
     """Notebook 04's table: written from the runs when the study folder has them, else read from
     the reference's results.csv (and copied into the study folder); a study folder with a
     results.csv but no runs and no reference (``kdcal analyse``) is read as it is."""
-    from .study import write_results
-
     own = Study(study_dir).root / "results.csv"
     if not has_runs(cfg, study_dir) and not reference and own.exists():
         return pd.read_csv(own)  # a study without its runs (a clone, a grown study): its table
@@ -268,8 +280,6 @@ def study_results(cfg: StudyConfig, study_dir, reference="") -> pd.DataFrame:
 def regime_results(cfg: StudyConfig, study_dir, reference="", log=print) -> pd.DataFrame:
     """Notebook 05's table, with its ``order`` column: every cell trained (or skipped when done)
     when the study folder holds the base runs, else the reference's regimes_results.csv."""
-    from .regimes import run_regimes
-
     own = Study(study_dir).root / "regimes_results.csv"
     if not has_runs(cfg, study_dir) and not reference and own.exists():
         return with_cell_order(pd.read_csv(own))  # analysed in place, nothing trained

@@ -15,10 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .config import PROFILES, ConfigError, parse_sets
+from .data import DatasetError
+from .grow import add_bundle
+from .pipeline import NotebookFailed, analyse_study, run_study
+from .plan import format_plan, plan_profile
+from .store import StoreError
+
 
 def main(argv=None) -> int:
-    from .config import PROFILES
-
     parser = argparse.ArgumentParser(prog="kdcal", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,10 +55,6 @@ def main(argv=None) -> int:
     sub.add_parser("profiles", help="list the profiles and their settings")
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, parse_sets
-    from .pipeline import NotebookFailed, run_study
-    from .store import StoreError
-    from .data import DatasetError
 
     try:
         if args.command == "profiles":
@@ -61,18 +62,12 @@ def main(argv=None) -> int:
                 print(f"{name}: {values}")
             return 0
         if args.command == "analyse":
-            from .pipeline import analyse_study
-
             print(f"kdcal: analysis re-run in {analyse_study(args.study)}")
             return 0
         if args.command == "plan":
-            from .plan import format_plan, plan_profile
-
             print(format_plan(plan_profile(args.profile, parse_sets(args.set), args.device)))
             return 0
         if args.command == "add":
-            from .grow import add_bundle
-
             add_bundle(args.bundle, args.study, args.allow_engine)
             print(f"kdcal: to re-run the notebooks and the report on it (nothing trains): "
                   f"kdcal analyse --study {args.study}")

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 
-from .calibration import CALIBRATORS
+from .calibrators import CALIBRATORS
 from .budget import student_epochs
 from .data import DATASETS, TRAIN_POOL
 from .distill import KD_MODES

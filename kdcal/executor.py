@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Callable
 
 from .config import RAY_MISSING, ConfigError, StudyConfig, training_threads
+from .plan import duration, remaining_seconds, task_estimates
 from .store import Study, atomic_write_bytes
+from .train import make_engine
 
 MAX_RETRIES = 3  # attempts after a worker or node is lost mid-task
 
@@ -95,8 +97,6 @@ def run_tasks(cfg: StudyConfig, study: Study, tasks: list[Task], desc: str, log=
 
 def _plan_estimates(cfg: StudyConfig) -> dict:
     """Seconds per task label from ``kdcal plan`` (empty when it has no estimate)."""
-    from .plan import task_estimates
-
     try:
         return task_estimates(cfg)
     except (ValueError, KeyError, OSError):
@@ -105,8 +105,6 @@ def _plan_estimates(cfg: StudyConfig) -> dict:
 
 def _eta(cfg: StudyConfig, tasks: list[Task], estimates: dict) -> str | None:
     """The plan's estimate for these tasks as text, for the stage's progress bar and log."""
-    from .plan import duration, remaining_seconds
-
     seconds = remaining_seconds(cfg, [t.label for t in tasks], estimates)
     return None if seconds is None else duration(seconds)
 
@@ -190,8 +188,6 @@ def task_config(cfg: StudyConfig) -> StudyConfig:
     equal to the in-process executor's.
     """
     import torch
-
-    from .train import make_engine
 
     threads = training_threads(cfg)
     if threads:

@@ -13,18 +13,23 @@ which code, on what device and host, when) and ``study.json`` with the grown see
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 from pathlib import Path
 
-from .bundle import BUNDLE_NAME, FORMAT, seed_from_bundle
+from .analysis import claims_table
+from .bundle import BUNDLE_NAME, FORMAT, PROVENANCE, provenance_csv, seed_from_bundle
 from .config import StudyConfig, training_threads
-from .store import Study, StoreError, atomic_write_bytes, read_json, write_csv, write_json
+from .results import results_table
+from .store import (
+    StoreError,
+    Study,
+    atomic_write_bytes,
+    read_json,
+    write_csv,
+    write_json,
+)
 
-PROVENANCE = "provenance.csv"
-PROVENANCE_COLUMNS = ["seed", "bundle_id", "git_commit", "source_hash", "device", "host", "date"]
 # where and how fast runs go, never what they compute: not compared
 SCHEDULING_KEYS = ("executor", "ray_address", "data_root", "download", "workers", "threads")
 # how the engine computes: changes results in the last bits only (never in run ids); compared
@@ -146,19 +151,8 @@ def grown_info(new: dict, old: dict | None) -> dict:
             "max_metric_change": max(old["max_metric_change"], new["max_metric_change"])}
 
 
-def provenance_csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, PROVENANCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: r["seed"]))
-    return out.getvalue().encode()
-
-
 def _tables(info: dict, bundle: Path, scratch: Path):
     """results.csv and claims.csv of the grown study, built from its grown bundle."""
-    from .analysis import claims_table
-    from .study import results_table
-
     cfg = seed_from_bundle(bundle, scratch)
     assert sorted(cfg.seeds) == sorted(info["config"]["seeds"])
     results = results_table(cfg, scratch)

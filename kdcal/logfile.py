@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .tables import display_path
+
 LOG_NAME = "log.txt"
 
 
@@ -29,6 +31,4 @@ class StudyLog:
         self.lines += 1
 
     def __repr__(self) -> str:
-        from .tables import display_path
-
         return f"{self.lines} log lines written to {display_path(self.path)}"

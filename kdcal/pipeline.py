@@ -8,9 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+from .bundle import export_bundle, teacher_ids
 from .config import StudyConfig, resolve
 from .logfile import LOG_NAME
-from .store import Study, write_json
+from .report import build_report
+from .store import Study, read_json, write_json
+from .students import student_plan
+from .teacher_variants import variant_runs
 
 PROJECT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT / "notebooks"
@@ -68,9 +72,6 @@ def report_title(profile: str) -> str:
 def nothing_to_train(cfg: StudyConfig, study_dir) -> bool:
     """Whether the folder holds every run of the config, finished: what ``kdcal add`` leaves.
     Then notebooks 01-03 can be re-executed over all its seeds without training anything."""
-    from .bundle import teacher_ids
-    from .study import student_plan, variant_runs
-
     study = Study(study_dir)
     teachers = teacher_ids(cfg) + [rid for rid, *_ in variant_runs(cfg)]
     if not all(study.is_done(rid) for rid in teachers):  # students are planned from them
@@ -85,9 +86,6 @@ def analyse_study(study_dir, log=print) -> Path:
     grown study), notebooks 01-03 are re-executed too, so that every section shows every seed;
     otherwise they stay as they ran. The notebooks are executed aside and moved in only when
     all of them succeeded: a failing cell leaves the study's notebooks as they were."""
-    from .report import build_report
-    from .store import read_json
-
     study = Study(Path(study_dir).resolve())
     info = study.root / "study.json"
     if not info.exists() or not (study.root / "results.csv").exists():
@@ -136,8 +134,6 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
             _execute(study, name, profile, params, cfg,
                      {"reference": ""} if name in READS_REFERENCE else {})
             log(f"== {name} done in {time.perf_counter() - t0:.0f}s")
-        from .bundle import export_bundle
-        from .report import build_report
 
         path = export_bundle(cfg, study.root)
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6

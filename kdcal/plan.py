@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .config import TRAIN_POOL, PROFILES, StudyConfig, regime_cells, resolve
+from .config import PROFILES, TRAIN_POOL, StudyConfig, regime_cells, resolve
+from .models import forward_macs
+from .runs import teacher_runs
 
 STEP_TIMES = Path(__file__).with_name("step_times.json")
 # (channels, image size, classes, test images) of each dataset, known without loading it
@@ -110,8 +112,6 @@ def student_jobs(cfg: StudyConfig, packs: bool) -> list[Job]:
 
 def regime_jobs(cfg: StudyConfig, packs: bool) -> tuple[list[Job], list[Job]]:
     """The teachers and students notebook 05 adds to the base study (cells share runs)."""
-    from .study import teacher_runs
-
     cells = regime_cells(cfg)
     if not cells:
         return [], []
@@ -130,8 +130,6 @@ def regime_jobs(cfg: StudyConfig, packs: bool) -> tuple[list[Job], list[Job]]:
 # ---------------------------------------------------------------- step times
 @lru_cache(maxsize=None)
 def _macs(arch: str, channels: int, classes: int, size: int) -> int:
-    from .models import forward_macs
-
     return forward_macs(arch, channels, classes, size)
 
 

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 
 from .analysis import correlation, paired_by_seed, per_seed_means, size_trend
-from .inference import ALPHA, DECIDED, MARGINS, seed_effect
 from .config import StudyConfig, regime_cells
-from .study import (calibrate_teachers, compare_calibrators, engine_for, results_table,
-                    student_plan, student_run_config, train_teachers, distill_students)
-
+from .inference import ALPHA, DECIDED, MARGINS, permutation_floor, seed_effect
+from .results import results_table
+from .runs import engine_for
+from .students import distill_students, student_plan, student_run_config
+from .teacher_calibration import calibrate_teachers, compare_calibrators
+from .teachers import train_teachers
 
 SIGNIFICANCE = 0.05
 
@@ -98,8 +100,6 @@ def regime_effects(table: pd.DataFrame, mode: str, margin: float = MARGINS.acc) 
     p-value over teachers (``_p``) and a verdict on the slope; ``p_floor``: the smallest
     p-value the cell's number of teachers allows.
     """
-    from .inference import permutation_floor
-
     if "order" not in table:  # regimes_results.csv as saved: cells in their order of appearance
         table = table.assign(order=table["cell"].map({c: i for i, c in
                                                       enumerate(table["cell"].unique())}))

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from . import texmath
+from .answer import answer_box
 from .references import PAPER, cite, references_html
 from .store import atomic_write_bytes
 from .tables import PROJECT, display_path, table
@@ -136,7 +137,6 @@ def _answer_section(study_root: Path) -> str:
         return ""
     import pandas as pd
 
-    from .answer import answer_box
 
     box = table(answer_box(pd.read_csv(claims_csv)))._repr_html_()
     box = re.sub(r"<td>(holds|not reproduced|open)</td>",

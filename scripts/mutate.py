@@ -36,9 +36,10 @@ SCOPE: dict[str, dict[str, list[str] | None] | None] = {
     "kdcal/data.py": dict.fromkeys(["split_indices", "_permutation", "transfer_indices",
                                     "noisy_labels", "make_splits", "with_label_noise",
                                     "as_transfer", "epoch_batches", "normalize"]),
-    "kdcal/study.py": {"_seed_all": None, "_member_name": None,
-                       "_student_group_task": ["group, seed = ", "members, names = ",
-                                               "_seed_all(seed)", "out = train_group("]},
+    "kdcal/runs.py": {"seed_all": None},
+    "kdcal/students.py": {"_member_name": None,
+                          "_student_group_task": ["group, seed = ", "members, names = ",
+                                                  "seed_all(seed)", "out = train_group("]},
 }
 COPIED = ["kdcal", "tests", "pyproject.toml", "scripts/mutate_order.py"]
 KILLED = {"killed", "timeout", "caught by type check"}

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from kdcal import metrics
-from kdcal.calibration import (CALIBRATORS, PROB_FLOOR, CalibrationError, Calibrator,
-                               _renormalise, fit_temperature, load_calibrator, make_calibrator,
-                               save_calibrator)
+from kdcal.calibration import PROB_FLOOR, CalibrationError, Calibrator, _renormalise, fit_temperature
+from kdcal.calibrators import CALIBRATORS, load_calibrator, make_calibrator, save_calibrator
 
 NAMES = ["temperature", "vector", "matrix", "histogram", "isotonic", "beta"]
 SCALING = {"temperature", "vector", "matrix"}  # judged on NLL; the binning ones on ECE

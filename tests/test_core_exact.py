@@ -22,9 +22,10 @@ import scipy.special
 import torch
 import torch.nn.functional as F
 
-from kdcal import calibration, data, distill, metrics, store
-from kdcal.calibration import (CalibrationError, HistogramCalibrator, MatrixScaling,
-                               TemperatureCalibrator, VectorScaling, fit_temperature)
+from kdcal import calibration, calibrators, data, distill, metrics, store
+from kdcal.calibration import (CalibrationError, MatrixScaling, TemperatureCalibrator,
+                               VectorScaling, fit_temperature)
+from kdcal.calibrators import HistogramCalibrator
 
 EPS = np.finfo(np.float64).eps
 ALL_CALIBRATORS = "temperature, vector, matrix, histogram, isotonic, beta"
@@ -416,11 +417,11 @@ def test_matrix_scaling_minimises_the_odir_objective():
 
 def test_default_hyperparameters_recorded_in_state():
     """The defaults are part of every saved calibrator (state()["params"])."""
-    assert calibration.make_calibrator("temperature").params() == {"max_iter": 200}
-    assert calibration.make_calibrator("vector").params() == {"reg": 1e-4, "max_iter": 500}
-    assert calibration.make_calibrator("matrix").params() == {"reg_offdiag": 1e-2,
+    assert calibrators.make_calibrator("temperature").params() == {"max_iter": 200}
+    assert calibrators.make_calibrator("vector").params() == {"reg": 1e-4, "max_iter": 500}
+    assert calibrators.make_calibrator("matrix").params() == {"reg_offdiag": 1e-2,
                                                               "reg_bias": 1e-2, "max_iter": 1000}
-    assert calibration.make_calibrator("histogram").params() == {"bins": 10}
+    assert calibrators.make_calibrator("histogram").params() == {"bins": 10}
 
 
 # ================================================================ calibration: state
@@ -447,11 +448,11 @@ def test_from_state_errors_name_what_is_wrong():
     with pytest.raises(CalibrationError, match=r"^matrix: state has W \(2, 2\), b \(3,\) for "
                                                r"3 classes$"):
         MatrixScaling.from_state(state)
-    state = calibration.BetaCalibrator().fit(z, y).state()
-    state["fitted"]["weights"] = calibration._encode(np.zeros(3))
+    state = calibrators.BetaCalibrator().fit(z, y).state()
+    state["fitted"]["weights"] = calibrators._encode(np.zeros(3))
     with pytest.raises(CalibrationError, match=r"^beta: state weights has shape \(3,\), "
                                                r"expected \(6,\)$"):
-        calibration.BetaCalibrator.from_state(state)
+        calibrators.BetaCalibrator.from_state(state)
 
 
 def test_load_calibrator_of_a_foreign_json_lists_the_valid_names(tmp_path):
@@ -459,19 +460,19 @@ def test_load_calibrator_of_a_foreign_json_lists_the_valid_names(tmp_path):
     store.write_json([1, 2], path)
     with pytest.raises(CalibrationError, match=rf"^{re.escape(str(path))}: not a saved calibrator "
                                                rf"\(name None; valid names: {ALL_CALIBRATORS}\)$"):
-        calibration.load_calibrator(path)
+        calibrators.load_calibrator(path)
     with pytest.raises(ValueError, match=rf"^unknown calibrator 'x'; valid names: "
                                          rf"{ALL_CALIBRATORS}$"):
-        calibration.make_calibrator("x")
+        calibrators.make_calibrator("x")
 
 
 def test_encode_decode_keep_dtype_and_shape():
     for a in (np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros((0, 3), np.int32)):
-        back = calibration._decode(json.loads(json.dumps(calibration._encode(a))))
+        back = calibrators._decode(json.loads(json.dumps(calibrators._encode(a))))
         assert back.dtype == a.dtype and back.shape == a.shape
         np.testing.assert_array_equal(back, a)
     with pytest.raises(TypeError, match=r"^cannot serialise set$"):
-        calibration._encode({1})
+        calibrators._encode({1})
 
 
 def test_predict_proba_of_a_single_row():
@@ -502,14 +503,14 @@ def test_quiet_netcal_errors_and_warnings_name_the_calibrator():
         raise ValueError("boom")
 
     with pytest.raises(CalibrationError, match=r"^who: netcal failed \(ValueError: boom\)$"):
-        calibration._quiet_netcal("who", boom)
+        calibrators._quiet_netcal("who", boom)
 
     def chatty(x, scale=1.0):
         print("netcal says hi")
         return np.log(np.array([0.0, -1.0])) * scale  # divide and invalid: quiet
 
     with pytest.warns(UserWarning, match=r"^who: netcal: netcal says hi$") as rec:
-        out = calibration._quiet_netcal("who", chatty, 1, scale=2.0)
+        out = calibrators._quiet_netcal("who", chatty, 1, scale=2.0)
     assert all(r.category is UserWarning for r in rec)
     assert out[0] == -np.inf and np.isnan(out[1])
 
@@ -539,7 +540,7 @@ def test_beta_non_finite_fit_named(monkeypatch):
 
     monkeypatch.setattr(BetaCalibration, "fit", nan_fit)
     with pytest.raises(CalibrationError, match=r"^beta: fit gave non-finite parameters$"):
-        calibration.BetaCalibrator().fit(z, y)
+        calibrators.BetaCalibrator().fit(z, y)
 
 
 # ================================================================ store

@@ -3,12 +3,13 @@ import pytest
 
 from kdcal import config, study
 from kdcal.data import noisy_labels
+from kdcal.train import make_engine
 import torch
 
 
 @pytest.fixture
 def engine():
-    return study.make_engine("cpu", "off")
+    return make_engine("cpu", "off")
 
 
 def test_teachers_never_start_from_a_students_weights(engine):

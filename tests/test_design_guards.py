@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcal import analysis, config, store, study
+from kdcal import analysis, config, store, students, study
 from kdcal.data import epoch_batches
 from kdcal.store import Study, read_json, save_arrays, write_json
 from kdcal.train import Member, Recipe, train_group
@@ -80,9 +80,9 @@ def _record_group(monkeypatch, cfg, st: Study, todo: list[dict]) -> dict:
             m.model.register_forward_pre_hook(hook(n))
         return real(members, splits, recipe, seed, engine, *args, **kw)
 
-    monkeypatch.setattr(study, "train_group", recording)
+    monkeypatch.setattr(students, "train_group", recording)
     with pytest.raises(_Enough):
-        study._student_group_task(cfg, st, todo, log=lambda *_: None)
+        students._student_group_task(cfg, st, todo, log=lambda *_: None)
     return seen
 
 
@@ -348,9 +348,9 @@ def _group_arguments(monkeypatch, cfg, st: Study, todo: list[dict], log) -> dict
         seen.update(members=members, seed=seed, args=args, kw=kw)
         raise _Stop
 
-    monkeypatch.setattr(study, "train_group", capture)
+    monkeypatch.setattr(students, "train_group", capture)
     with pytest.raises(_Stop):
-        study._student_group_task(cfg, st, todo, log=log)
+        students._student_group_task(cfg, st, todo, log=log)
     return seen
 
 
@@ -377,7 +377,7 @@ def test_a_student_group_gets_its_teacher_targets_checkpoint_and_log(tmp_path, m
         pass
 
     seen = _group_arguments(monkeypatch, cfg, st, todo, log)
-    assert seen["args"][0] == st.root / study._group_checkpoint(todo[0]["group"], todo)
+    assert seen["args"][0] == st.root / students._group_checkpoint(todo[0]["group"], todo)
     assert seen["kw"]["desc"] == "students of resnet8 seed 0"
     assert seen["kw"]["log"] is log and seen["kw"]["teacher"] is None  # no augmentation
     members = seen["members"]

@@ -12,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcal import budget, config, study
-from kdcal.calibration import CALIBRATORS, PROB_FLOOR
+from kdcal import budget, config, students, study
+from kdcal.train import make_engine
+from kdcal.calibration import PROB_FLOOR
+from kdcal.calibrators import CALIBRATORS
 from kdcal.distill import kd_loss, make_loss
 from kdcal.models import build_model, family
 from kdcal.store import Study, read_json, write_json
@@ -32,14 +34,14 @@ def _run(cfg, root) -> dict:
     study.train_teachers(cfg, root, **QUIET)
     study.calibrate_teachers(cfg, root, **QUIET)
     study.compare_calibrators(cfg, root, **QUIET)
-    seen, real = {}, study.train_group
+    seen, real = {}, students.train_group
 
     def spy(members, splits, *args, **kw):
         seen[kw["desc"]] = {"members": members, "splits": splits}
         return real(members, splits, *args, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(study, "train_group", spy)
+        mp.setattr(students, "train_group", spy)
         study.distill_students(cfg, root, **QUIET)
     return seen
 
@@ -188,7 +190,7 @@ def test_evidence_profiles_differ_in_the_students_images_only():
     assert reuse.transfer_size == 0 and transfer.transfer_size == reuse.train_size
     assert {k: v for k, v in reuse.to_dict().items() if k != "transfer_size"} == \
         {k: v for k, v in transfer.to_dict().items() if k != "transfer_size"}
-    engine = study.make_engine("cpu", "bf16")
+    engine = make_engine("cpu", "bf16")
     assert study.teacher_runs(reuse, engine) == study.teacher_runs(transfer, engine)  # shared
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import kdcal
-from kdcal import config, executor, study
+from kdcal import config, executor, study, teachers
 from kdcal.executor import Task, deliver, execute_in_scratch, pack_runs, run_tasks
 from kdcal.store import Study, read_json, write_json
 
@@ -118,9 +118,9 @@ def test_a_teacher_trained_in_scratch_equals_the_local_one(tmp_path):
     cfg = config.resolve("smoke", TINY)
     rid, arch, seed = study.teacher_runs(cfg)[0]
     local = Study(tmp_path / "local")
-    run_tasks(cfg, local, [Task(study._teacher_task, (rid, arch, seed), [rid])], "t",
+    run_tasks(cfg, local, [Task(teachers._teacher_task, (rid, arch, seed), [rid])], "t",
               log=lambda *_: None)
-    out = execute_in_scratch(executor.task_config(cfg), study._teacher_task, (rid, arch, seed),
+    out = execute_in_scratch(executor.task_config(cfg), teachers._teacher_task, (rid, arch, seed),
                              [rid], {}, [f"runs/{rid}/train.pt"])
     shipped = Study(tmp_path / "shipped")
     deliver(shipped, out["runs"])

@@ -148,7 +148,7 @@ def test_diverging_teacher_stops_alone_with_model_seed_and_epoch(tmp_path):
     cfg = config.resolve("smoke", {"teacher_epochs": 1, "workers": 0})  # in-process: the patch holds
     calls = {"n": 0}
 
-    import kdcal.study as st
+    import kdcal.teachers as st  # the stage that builds the teachers' loss
 
     real = st.make_loss
 

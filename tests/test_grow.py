@@ -68,8 +68,8 @@ def test_provenance_records_each_seed_and_its_run(runs, tmp_path):
     grown = tmp_path / "grown"
     grow.add_bundle(runs["s0"], grown, log=lambda *_: None)
     grow.add_bundle(runs["s1"], grown, log=lambda *_: None)
-    prov = pd.read_csv(grown / grow.PROVENANCE, dtype=str)
-    assert list(prov.columns) == grow.PROVENANCE_COLUMNS and list(prov["seed"]) == ["0", "1"]
+    prov = pd.read_csv(grown / bundle.PROVENANCE, dtype=str)
+    assert list(prov.columns) == bundle.PROVENANCE_COLUMNS and list(prov["seed"]) == ["0", "1"]
     ids = {s: json.loads((runs[f"s{s}"] / "bundle" / "bundle.json").read_text())["provenance"][0]
            ["bundle_id"] for s in (0, 1)}
     assert list(prov["bundle_id"]) == [ids[0], ids[1]] and ids[0] != ids[1]
@@ -78,7 +78,7 @@ def test_provenance_records_each_seed_and_its_run(runs, tmp_path):
     # re-exporting the grown study (what `kdcal run` does at its end) keeps each seed's row
     cfg = config.resolve("smoke", {**TINY, "seeds": [0, 1]})
     bundle.export_bundle(cfg, grown)
-    again = pd.read_csv(grown / grow.PROVENANCE, dtype=str)
+    again = pd.read_csv(grown / bundle.PROVENANCE, dtype=str)
     pd.testing.assert_frame_equal(again, prov)
 
 
@@ -139,7 +139,7 @@ def _on_gpu(info):
 def test_engine_differences_pass_only_when_allowed(runs, half, tmp_path):
     gpu = _edited_bundle(runs["s1"], tmp_path / "gpu", _on_gpu)
     assert grow.add_bundle(gpu, half, allow_engine=True, log=lambda *_: None) == [1]
-    prov = pd.read_csv(half / grow.PROVENANCE)
+    prov = pd.read_csv(half / bundle.PROVENANCE)
     assert list(prov["device"]) == ["cpu", "cuda"]
 
 

@@ -22,8 +22,8 @@ import scipy.optimize
 import scipy.special
 import torch
 
-from kdcal import config, inference, metrics, study
-from kdcal.calibration import CALIBRATORS, make_calibrator
+from kdcal import config, inference, metrics, study, teachers
+from kdcal.calibrators import CALIBRATORS, make_calibrator
 from kdcal.store import Study, read_json, save_arrays, write_json
 
 # the true temperature each split's labels are drawn at: the NLL-optimal T of each split
@@ -302,13 +302,13 @@ def test_teachers_start_from_other_weights_and_batches_than_their_seeds_students
         seen["shape"] = splits.in_channels, splits.num_classes
         raise _Recorded
 
-    monkeypatch.setattr(study, "train_group", recording)
+    monkeypatch.setattr(teachers, "train_group", recording)
     for rid, arch, seed in study.teacher_runs(cfg):
         with pytest.raises(_Recorded):
-            study._teacher_task(cfg, Study(tmp_path), rid, arch, seed, log=lambda *a: None)
+            teachers._teacher_task(cfg, Study(tmp_path), rid, arch, seed, log=lambda *a: None)
         assert seen["seed"] not in cfg.seeds, \
             f"teacher seed {seed} trains with loop seed {seen['seed']} (a student's batch order)"
-        torch.manual_seed(seed)  # as the students of this seed start (study._student_group_task)
+        torch.manual_seed(seed)  # as the students of this seed start (students._student_group_task)
         student = build_model(cfg.student, *seen["shape"]).state_dict()
         weights = [k for k, v in student.items() if v.is_floating_point() and v.dim() > 1]
         same = [k for k in weights if torch.equal(student[k], seen["init"][k])]

@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import to_hex, to_rgba  # noqa: E402
 
 from kdcal import analysis, plots, regimes  # noqa: E402
-from kdcal.calibration import CALIBRATORS  # noqa: E402
+from kdcal.calibrators import CALIBRATORS  # noqa: E402
 from kdcal.distill import KD_MODES  # noqa: E402
 from kdcal.plots import size_tick_labels  # noqa: E402
 

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from kdcal import config, study
+from kdcal.store import run_id
+from kdcal.train import make_engine
 
 REFERENCE = Path(__file__).resolve().parents[1] / "outputs" / "quick" / "results.csv"
 
@@ -14,7 +16,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "outputs" / "quick" / "results
 def test_quick_teacher_run_ids_match_the_committed_reference():
     committed = set(pd.read_csv(REFERENCE)["run_id"])
     cfg = config.resolve("quick")
-    engine = study.make_engine("cpu", "bf16")  # the reference ran with bf16 autocast
+    engine = make_engine("cpu", "bf16")  # the reference ran with bf16 autocast
     ids = {rid for rid, _, _ in study.teacher_runs(cfg, engine)}
     assert ids <= committed, sorted(ids - committed)
 
@@ -23,15 +25,15 @@ def test_quick_teacher_run_ids_match_the_committed_reference():
 def test_quick_student_run_ids_match_the_committed_reference():
     committed = pd.read_csv(REFERENCE)
     cfg = config.resolve("quick")
-    engine = study.make_engine("cpu", "bf16")
+    engine = make_engine("cpu", "bf16")
     teachers = committed[committed["role"] == "teacher"].set_index("run_id")["temperature"]
     rc = study.student_run_config(cfg, 0, "baseline", None, None, engine)
-    baseline = study.run_id("student", f"{cfg.student}-baseline-s0", rc)
+    baseline = run_id("student", f"{cfg.student}-baseline-s0", rc)
     assert baseline in set(committed["run_id"])
     rid, arch, seed = study.teacher_runs(cfg, engine)[0]
     t = round(float(teachers[rid]), 6)
     rc = study.student_run_config(cfg, seed, "replace", rid, t, engine)
-    assert study.run_id("student", f"{cfg.student}-replace-{arch}-s{seed}", rc) in set(committed["run_id"])
+    assert run_id("student", f"{cfg.student}-replace-{arch}-s{seed}", rc) in set(committed["run_id"])
 
 
 EVIDENCE = REFERENCE.parents[1] / "evidence" / "results.csv"
@@ -43,9 +45,9 @@ def test_evidence_run_ids_match_the_committed_evidence_run():
     those runs (same teachers, same baseline students), not silently start another study."""
     committed = pd.read_csv(EVIDENCE)
     cfg = config.resolve("evidence")
-    engine = study.make_engine("cpu", "bf16")
+    engine = make_engine("cpu", "bf16")
     ids = {rid for rid, _, _ in study.teacher_runs(cfg, engine)}
     assert ids == set(committed.loc[committed["role"] == "teacher", "run_id"])
     for seed in cfg.seeds:
         rc = study.student_run_config(cfg, seed, "baseline", None, None, engine)
-        assert study.run_id("student", f"{cfg.student}-baseline-s{seed}", rc) in set(committed["run_id"])
+        assert run_id("student", f"{cfg.student}-baseline-s{seed}", rc) in set(committed["run_id"])

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import kdcal
-from kdcal import study
+from kdcal import students, study
+from kdcal.store import Study, load_arrays, safe_torch_load
+from kdcal.train import predict
 from kdcal.config import ConfigError, regime_cells, resolve
 from kdcal.data import (as_transfer, make_splits, make_synthetic, noisy_labels, split_indices,
                         transfer_indices, with_label_noise)
@@ -181,25 +183,25 @@ def test_transfer_students_learn_on_transfer_images_from_teacher_logits_there(tm
     study.train_teachers(cfg, tmp_path, log=lambda m: None)
     study.calibrate_teachers(cfg, tmp_path, log=lambda m: None)
     seen = []
-    real = study.train_group
+    real = students.train_group
 
     def spy(members, splits, recipe, seed, engine, *args, teacher_logits=None, **kw):
         seen.append((list(members), splits, teacher_logits))
         return real(members, splits, recipe, seed, engine, *args, teacher_logits=teacher_logits, **kw)
 
-    monkeypatch.setattr(study, "train_group", spy)
-    students = study.distill_students(cfg, tmp_path, log=lambda m: None)
-    assert set(students["mode"]) == {"baseline", "uncalibrated"}
+    monkeypatch.setattr(students, "train_group", spy)
+    table = study.distill_students(cfg, tmp_path, log=lambda m: None)
+    assert set(table["mode"]) == {"baseline", "uncalibrated"}
     splits = study.load_splits(cfg)
     rid = study.teacher_runs(cfg)[0][0]
-    teacher = study.load_model(study.Study(tmp_path), rid, splits)
-    expected = study.predict(study.engine_for(cfg).prepare(teacher), splits.transfer_x, splits,
+    teacher = study.load_model(Study(tmp_path), rid, splits)
+    expected = predict(study.engine_for(cfg).prepare(teacher), splits.transfer_x, splits,
                              study.engine_for(cfg), cfg.eval_batch_size)
     for names, used, logits in seen:
         assert torch.equal(used.train_x, splits.transfer_x) and torch.equal(used.train_y, splits.transfer_y)
         if "uncalibrated" in names:
             assert torch.equal(logits, expected)
-            train_logits = study.load_arrays(study.Study(tmp_path).run_dir(rid) / "logits.npz")["train_logits"]
+            train_logits = load_arrays(Study(tmp_path).run_dir(rid) / "logits.npz")["train_logits"]
             assert logits.shape[0] == 150 != train_logits.shape[0]
 
 
@@ -290,20 +292,20 @@ def test_students_of_several_tau_cells_in_one_loop_stay_distinct(tmp_path, monke
                             "teacher_temperature_grid": [], "teacher_variants": [],
                             "regimes": {"tau": [1.0, 8.0]}, "workers": 0})  # in-process: spied
     seen = []
-    real = study.train_group
+    real = students.train_group
 
     def spy(members, *args, **kw):
         seen.append({name: m.loss for name, m in members.items()})
         return real(members, *args, **kw)
 
-    monkeypatch.setattr(study, "train_group", spy)
+    monkeypatch.setattr(students, "train_group", spy)
     table = regimes.run_regimes(cfg, tmp_path, log=lambda m: None)
     kd_groups = [g for g in seen if len(g) > 1]
     assert len(kd_groups) == 1 and len(kd_groups[0]) == 6  # 2 modes x tau 4 (base), 1 and 8
     kd = table[table["mode"] == "uncalibrated"].set_index("cell")
     assert kd.loc["tau=1", "kd_tau"] == 1.0 and kd.loc["tau=8", "kd_tau"] == 8.0
     assert len(set(kd["run_id"])) == 3
-    weights = [study.safe_torch_load(study.Study(tmp_path).run_dir(rid) / "model.pt")["model"]
+    weights = [safe_torch_load(Study(tmp_path).run_dir(rid) / "model.pt")["model"]
                for rid in kd["run_id"]]
     assert not torch.equal(weights[1]["fc.weight"], weights[2]["fc.weight"])
     assert not torch.equal(weights[0]["fc.weight"], weights[1]["fc.weight"])
