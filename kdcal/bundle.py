@@ -29,16 +29,8 @@ from .config import StudyConfig, validate
 from .regimes import run_regimes
 from .results import write_results
 from .runs import amp_name, engine_for, teacher_runs
-from .store import (
-    StoreError,
-    Study,
-    atomic_write_bytes,
-    load_arrays,
-    read_json,
-    save_arrays,
-    write_csv,
-    write_json,
-)
+from .store import (Study, StoreError, atomic_write_bytes, load_arrays, read_json, save_arrays,
+                    write_csv, write_json)
 from .students import student_plan
 from .teacher_variants import variant_runs
 

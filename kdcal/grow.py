@@ -17,18 +17,11 @@ import os
 import shutil
 from pathlib import Path
 
-from .analysis import claims_table
 from .bundle import BUNDLE_NAME, FORMAT, PROVENANCE, provenance_csv, seed_from_bundle
+from .claims import claims_table
 from .config import StudyConfig, training_threads
 from .results import results_table
-from .store import (
-    StoreError,
-    Study,
-    atomic_write_bytes,
-    read_json,
-    write_csv,
-    write_json,
-)
+from .store import Study, StoreError, atomic_write_bytes, read_json, write_csv, write_json
 
 # where and how fast runs go, never what they compute: not compared
 SCHEDULING_KEYS = ("executor", "ray_address", "data_root", "download", "workers", "threads")

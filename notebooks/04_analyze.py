@@ -43,7 +43,7 @@ reference = "../outputs/quick"  # read when study_dir holds no runs of this prof
 
 # %%
 import kdcal
-from kdcal import config, study, plots, analysis, tables, bundle
+from kdcal import config, study, plots, analysis, claims as claim_tests, tables, bundle
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
@@ -177,14 +177,14 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # p_holm = 0.14: decided alone, not after adjustment. Read `verdict_holm` first.
 
 # %%
-print(analysis.VERDICT_RULE)
-claims = analysis.claims_table(results)
+print(claim_tests.VERDICT_RULE)
+claims = claim_tests.claims_table(results)
 study.save_table(claims, study_dir, "claims.csv")
 tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "unit", "p_value",
                     "p_holm", "margin", "needed", "needed_observed", "verdict", "verdict_holm"]])
 
 # %% tags=["notebook-only"]
-print(analysis.claims_summary(claims))
+print(claim_tests.claims_summary(claims))
 
 # %% [markdown] tags=["notebook-only"]
 # **The answer, claim by claim**: the paper's words, what this run finds and the answer (`holds`,

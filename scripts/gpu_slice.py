@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdcal import study  # noqa: E402
-from kdcal.analysis import claims_table  # noqa: E402
+from kdcal.claims import claims_table  # noqa: E402
 from kdcal.config import parse_sets, resolve  # noqa: E402
 
 # Full Fashion-MNIST (55,000 training images after 5,000 for validation), large batches, bf16,

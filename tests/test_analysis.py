@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from kdcal import analysis, inference
+from kdcal import claims as claim_tests
 
 TEACHERS = {"small": 1_000, "mid": 4_000, "large": 16_000, "huge": 64_000}
 
@@ -111,7 +112,7 @@ def test_claims_supported_when_the_data_follow_the_paper(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "TEACHERS", SIX)
     res = make_results({"uncalibrated": -0.01, "replace": 0.01, "compose": 0.01},
                        calibrated_gain=0.01, noise=0.0005)
-    claims = analysis.claims_table(res)
+    claims = claim_tests.claims_table(res)
     verdicts = dict(zip(claims["claim"].str[:2] + claims["claim"].str.extract(r"\((\w+)\)")[0].fillna(""),
                         claims["verdict"]))
     assert verdicts["1."] == "supported"
@@ -127,18 +128,18 @@ def test_claims_contradicted_when_the_data_say_the_opposite(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "TEACHERS", SIX)
     res = make_results({"uncalibrated": 0.01, "replace": -0.01}, ece_slope=-0.004,
                        calibrated_gain=-0.02, noise=0.0005)
-    claims = analysis.claims_table(res).set_index("claim")
+    claims = claim_tests.claims_table(res).set_index("claim")
     by_number = {k[:2]: v for k, v in claims["verdict"].items()}
     assert by_number["1."] == "contradicted"
     assert by_number["3."] == "contradicted"
     assert by_number["4."] == "contradicted"
     assert by_number["5."] == "contradicted"
-    assert "contradicted" in analysis.claims_summary(claims.reset_index())
+    assert "contradicted" in claim_tests.claims_summary(claims.reset_index())
 
 
 def test_four_teachers_are_underpowered_for_size_and_say_what_would_do():
     res = make_results({"uncalibrated": -0.01, "replace": 0.01}, noise=0.0005)
-    claims = analysis.claims_table(res)
+    claims = claim_tests.claims_table(res)
     size = claims[claims["claim"].str[:2].isin(["1.", "3.", "4."])]
     assert (size["verdict"] == "underpowered").all()
     assert size["p_floor"].tolist() == pytest.approx([2 / 24] * 4)  # the interaction too
@@ -149,7 +150,7 @@ def test_claims_accept_the_minimal_columns():
     res = make_results({"uncalibrated": 0.0, "replace": 0.0, "compose": 0.0}, noise=0.001)
     minimal = res[["role", "arch", "params", "seed", "mode", "teacher", "teacher_params", "acc",
                    "ece", "ece_cal", "nll", "nll_cal", "temperature"]]
-    claims = analysis.claims_table(minimal)
+    claims = claim_tests.claims_table(minimal)
     assert [c[:2] for c in claims["claim"]] == ["1.", "2.", "4.", "4.", "3.", "4.", "4.", "5.",
                                                 "5."]
     assert set(claims["verdict"]) <= set(inference.VERDICTS)
@@ -160,7 +161,7 @@ def test_replace_is_also_judged_against_the_tuned_tau_control():
     students = control_students()
     results = pd.concat([students.assign(arch="s", params=1, ece=np.nan, ece_cal=np.nan,
                                          nll=np.nan, nll_cal=np.nan, temperature=1.5)])
-    claims = analysis.claims_table(results)
+    claims = claim_tests.claims_table(results)
     row = claims[claims["claim"].str.contains("validation-tuned tau")].iloc[0]
     # replace 0.83 against the tuned control's 0.85 in both seeds
     assert row["estimate"] == pytest.approx(-0.02) and row["n"] == 2

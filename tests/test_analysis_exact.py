@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 from kdcal import analysis, inference
+from kdcal import claims as claim_tests
 from kdcal.inference import MARGINS, Margins
 
 # teachers in an order that is neither alphabetical nor by size
@@ -393,22 +394,22 @@ def test_predictors_of_student_r2_and_spearman_per_mode_and_predictor():
 
 # ---------------------------------------------------------------- notes, counts, numbers
 def test_count_words():
-    assert analysis._count(np.nan) == "?"
-    assert analysis._count(None) == "?"
-    assert analysis._count(7.0) == "7"
-    assert analysis._count(999.0) == "999"
-    assert analysis._count(1000.0) == "more than 1000"
-    assert analysis._count(np.inf) == "more than 1000"
+    assert claim_tests._count(np.nan) == "?"
+    assert claim_tests._count(None) == "?"
+    assert claim_tests._count(7.0) == "7"
+    assert claim_tests._count(999.0) == "999"
+    assert claim_tests._count(1000.0) == "more than 1000"
+    assert claim_tests._count(np.inf) == "more than 1000"
 
 
 def test_fmt_signs_three_digits_and_infinities():
-    assert analysis._fmt(-np.inf) == "-inf"
-    assert analysis._fmt(np.inf) == "+inf"
-    assert analysis._fmt(0.012345) == "+0.0123"
-    assert analysis._fmt(-2.0) == "-2"
+    assert claim_tests._fmt(-np.inf) == "-inf"
+    assert claim_tests._fmt(np.inf) == "+inf"
+    assert claim_tests._fmt(0.012345) == "+0.0123"
+    assert claim_tests._fmt(-2.0) == "-2"
     # people read these: no scientific notation, no signed zero
-    assert analysis._fmt(-5.53e-05) == "-0.0000553"
-    assert analysis._fmt(-0.0) == analysis._fmt(0.0) == "0"
+    assert claim_tests._fmt(-5.53e-05) == "-0.0000553"
+    assert claim_tests._fmt(-0.0) == claim_tests._fmt(0.0) == "0"
 
 
 def note_row(unit, n, verdict="underpowered", needed=7.0, **extra):
@@ -416,39 +417,39 @@ def note_row(unit, n, verdict="underpowered", needed=7.0, **extra):
 
 
 def test_note_when_there_is_no_interval():
-    assert analysis._note(note_row("seeds", 1, p_floor=np.nan)) == "only 1 seeds: no interval"
-    assert analysis._note(note_row("seeds", 0)) == "only 0 seeds: no interval"
-    assert analysis._note(note_row("teachers", 2, p_floor=1.0)) == "only 2 teachers: no interval"
-    assert analysis._note(note_row("seeds", 2, p_floor=0.0)) == (
+    assert claim_tests._note(note_row("seeds", 1, p_floor=np.nan)) == "only 1 seeds: no interval"
+    assert claim_tests._note(note_row("seeds", 0)) == "only 0 seeds: no interval"
+    assert claim_tests._note(note_row("teachers", 2, p_floor=1.0)) == "only 2 teachers: no interval"
+    assert claim_tests._note(note_row("seeds", 2, p_floor=0.0)) == (
         "about 7 seeds would detect the margin, about ? the observed effect (80% power)")
 
 
 def test_note_when_teachers_cannot_reach_the_level():
-    assert analysis._note(note_row("teachers", 3, p_floor=1 / 3, needed=12.0)) == (
+    assert claim_tests._note(note_row("teachers", 3, p_floor=1 / 3, needed=12.0)) == (
         "3 teachers allow p >= 0.333 at best: the 5% level is out of reach (needs >= 5 teachers "
         "in a family, or more families; about 12 to detect the margin)")
-    assert analysis._note(note_row("teachers", 4, "supported", np.nan, p_floor=2 / 24)) == (
+    assert claim_tests._note(note_row("teachers", 4, "supported", np.nan, p_floor=2 / 24)) == (
         "4 teachers allow p >= 0.083 at best: the 5% level is out of reach (needs >= 5 teachers "
         "in a family, or more families; about ? to detect the margin)")
     # a floor at the level reaches it; an unknown floor says nothing about it
-    assert analysis._note(note_row("teachers", 5, p_floor=0.05, needed_observed=9.0)) == (
+    assert claim_tests._note(note_row("teachers", 5, p_floor=0.05, needed_observed=9.0)) == (
         "about 7 teachers would detect the margin, about 9 the observed effect (80% power)")
-    assert analysis._note(note_row("teachers", 5, needed=2e3, needed_observed=np.inf)) == (
+    assert claim_tests._note(note_row("teachers", 5, needed=2e3, needed_observed=np.inf)) == (
         "about more than 1000 teachers would detect the margin, about more than 1000 the "
         "observed effect (80% power)")
     # the permutation floor is about teachers: seeds never get that note
-    assert analysis._note(note_row("seeds", 5, "supported", p_floor=0.5)) == ""
+    assert claim_tests._note(note_row("seeds", 5, "supported", p_floor=0.5)) == ""
 
 
 def test_note_is_empty_when_the_verdict_is_decided():
     for verdict in ("supported", "contradicted", "equivalent"):
-        assert analysis._note(note_row("teachers", 6, verdict, p_floor=2 / 720)) == ""
-        assert analysis._note(note_row("seeds", 3, verdict, p_floor=0.0)) == ""
+        assert claim_tests._note(note_row("teachers", 6, verdict, p_floor=2 / 720)) == ""
+        assert claim_tests._note(note_row("seeds", 3, verdict, p_floor=0.0)) == ""
 
 
 def test_claim_row_fills_what_the_effect_lacks_with_nan():
-    got = analysis._claim("c", "s", {"unit": "seeds", "n": 1, "verdict": "underpowered"})
-    assert list(got) == analysis.CLAIM_COLUMNS
+    got = claim_tests._claim("c", "s", {"unit": "seeds", "n": 1, "verdict": "underpowered"})
+    assert list(got) == claim_tests.CLAIM_COLUMNS
     assert (got["claim"], got["statistic"], got["unit"], got["n"], got["verdict"]) == (
         "c", "s", "seeds", 1, "underpowered")
     assert got["note"] == "only 1 seeds: no interval"
@@ -507,7 +508,7 @@ def expected_claim2(frame, margins, worst, verdict, note):
 def test_claim2_supported_when_every_interval_is_below_zero():
     frame = teacher_frame({"zeta": (-0.1 + 0.001 * Z4, -0.2 + 0.002 * Z4),
                            "alpha": (-0.05 + 0.003 * Z4, -0.3 + 0.001 * Z4)})
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     assert_row(got, expected_claim2(frame, CUSTOM, ("alpha", "ece"), "supported", ""))
     assert got["statistic"] == ("least favourable of 4 (teacher, metric) pairs: ECE after - "
                                 "before, alpha, mean over seeds")
@@ -528,7 +529,7 @@ def test_claim2_contradicted_when_an_interval_is_above_zero_at_the_bonferroni_le
                            "alpha": (-0.3 + 0.001 * Z4, mean + 0.004 * Z4)})
     d = claim2_tests(frame, CUSTOM)[("alpha", "nll")][0]
     assert t_ci(d, 1 - 0.05 / 4)[2] > 0 > t_ci(d, 1 - 0.05 / 6)[2]  # the design's premise
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     assert_row(got, expected_claim2(frame, CUSTOM, ("alpha", "nll"), "contradicted", ""))
 
 
@@ -538,7 +539,7 @@ def test_claim2_not_contradicted_when_only_the_plain_95_interval_is_above_zero()
                            "alpha": (mean + 0.004 * Z4, -0.3 + 0.001 * Z4)})
     d = claim2_tests(frame, CUSTOM)[("alpha", "ece")][0]
     assert t_ci(d, 0.95)[2] > 0 > t_ci(d, 1 - 0.05 / 4)[2]  # the design's premise
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     needed = max(inference.units_needed_mean(t[2], t[6])
                  for t in claim2_tests(frame, CUSTOM).values())
     d, _, std, _, _, _, _ = claim2_tests(frame, CUSTOM)[("alpha", "ece")]
@@ -552,7 +553,7 @@ def test_claim2_not_contradicted_when_only_the_plain_95_interval_is_above_zero()
 def test_claim2_equivalent_when_nothing_changes():
     zero = np.zeros(4)
     frame = teacher_frame({"zeta": (zero, zero), "alpha": (zero, zero)})
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     # every interval is [0, 0]: not below zero, not above it, inside every margin
     assert_row(got, expected_claim2(frame, CUSTOM, ("zeta", "ece"), "equivalent", ""))
     assert (got["mde"], got["needed"]) == (0.0, 2.0)
@@ -567,10 +568,10 @@ def test_claim2_equivalence_needs_the_interval_strictly_inside_the_margin(end):
     _, _, lo, hi, _ = inference.t_interval(d)  # the very floats the module compares
     margins = Margins(ece=hi if end == "high" else -lo, nll=0.02)
     assert -margins.ece <= lo < 0 < hi <= margins.ece
-    got = analysis._teaching_claim(frame, margins)
+    got = claim_tests._teaching_claim(frame, margins)
     assert got["verdict"] == "underpowered"
     inside = Margins(ece=margins.ece * 1.001, nll=0.02)
-    assert analysis._teaching_claim(frame, inside)["verdict"] == "equivalent"
+    assert claim_tests._teaching_claim(frame, inside)["verdict"] == "equivalent"
 
 
 def test_claim2_underpowered_when_one_end_leaves_the_margin():
@@ -580,7 +581,7 @@ def test_claim2_underpowered_when_one_end_leaves_the_margin():
     margins = Margins(ece=0.02, nll=0.02)
     _, _, lo, hi, _ = t_ci(claim2_tests(frame, margins)[("alpha", "ece")][0])
     assert lo < -0.02 and 0 < hi < 0.02
-    got = analysis._teaching_claim(frame, margins)
+    got = claim_tests._teaching_claim(frame, margins)
     needed = inference.units_needed_mean(0.012 * Z4.std(ddof=1), 0.02)
     observed = inference.units_needed_mean(0.012 * Z4.std(ddof=1), 0.009)
     assert_row(got, expected_claim2(frame, margins, ("alpha", "ece"), "underpowered",
@@ -591,7 +592,7 @@ def test_claim2_underpowered_when_one_end_leaves_the_margin():
 def test_claim2_a_teacher_with_one_seed_is_the_least_favourable():
     frame = teacher_frame({"zeta": (-0.1 + 0.001 * Z4[:3], -0.2 + 0.002 * Z4[:3]),
                            "alpha": ([-0.4], [-0.5])})
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     want = expected_claim2(frame, CUSTOM, ("alpha", "ece"), "underpowered",
                            "only 1 seeds: no interval")
     assert_row(got, want)
@@ -600,13 +601,13 @@ def test_claim2_a_teacher_with_one_seed_is_the_least_favourable():
 
 def test_claim2_with_one_seed_each_names_the_first_teacher_given():
     frame = teacher_frame({"zeta": ([-0.1], [-0.2]), "alpha": ([-0.4], [-0.5])})
-    got = analysis._teaching_claim(frame, CUSTOM)
+    got = claim_tests._teaching_claim(frame, CUSTOM)
     assert_row(got, expected_claim2(frame, CUSTOM, ("zeta", "ece"), "underpowered",
                                     "only 1 seeds: no interval"))
 
 
 def test_claim2_none_without_teachers():
-    assert analysis._teaching_claim(teacher_frame({}).reindex(
+    assert claim_tests._teaching_claim(teacher_frame({}).reindex(
         columns=["arch", "ece", "ece_cal", "nll", "nll_cal"]), CUSTOM) is None
 
 
@@ -672,14 +673,14 @@ CALIBRATED = ("replace", "compose", "cal-dirichlet")
 
 
 def test_claims_table_every_claim_every_column():
-    got = analysis.claims_table(RESULTS, CUSTOM)
-    assert list(got.columns) == analysis.CLAIM_COLUMNS
+    got = claim_tests.claims_table(RESULTS, CUSTOM)
+    assert list(got.columns) == claim_tests.CLAIM_COLUMNS
     uncal = STUDENTS[STUDENTS["mode"] == "uncalibrated"]
     want = [size_claim("1. larger teachers have higher ECE",
                        "slope of teacher ECE per doubling of parameters (teacher means)",
                        TEACHER_ROWS, "arch", "params", "ece", "positive", CUSTOM.ece_span)]
     # claim 2 comes from the teacher rows only (the label-smoothing variant is left out)
-    two = analysis._teaching_claim(TEACHER_ROWS, CUSTOM)
+    two = claim_tests._teaching_claim(TEACHER_ROWS, CUSTOM)
     tests = claim2_tests(TEACHER_ROWS, CUSTOM)
     worst = max(tests, key=lambda k: tests[k][4])
     assert two["statistic"] == ("least favourable of 10 (teacher, metric) pairs: "
@@ -738,7 +739,7 @@ def test_claims_table_every_claim_every_column():
 def test_claims_table_one_teacher_and_no_tau_columns():
     res = RESULTS[(RESULTS["role"] == "student") | (RESULTS["arch"] == "mid")]
     minimal = res.drop(columns=["kd_tau", "val_acc"])  # tau_sweep students are still there
-    got = analysis.claims_table(minimal, CUSTOM)
+    got = claim_tests.claims_table(minimal, CUSTOM)
     assert [c[:2] for c in got["claim"]] == (
         ["1.", "2."] + ["4."] * 3 + ["3."] + ["4."] * 3 + ["5."] * 3)
     one = got.iloc[0]
@@ -749,7 +750,7 @@ def test_claims_table_one_teacher_and_no_tau_columns():
 
 def test_claims_table_without_teachers_or_calibrated_modes():
     res = RESULTS[RESULTS["mode"].isin(["uncalibrated", "baseline"])]
-    got = analysis.claims_table(res, CUSTOM)
+    got = claim_tests.claims_table(res, CUSTOM)
     assert got["claim"].tolist() == [
         "3. without calibration, student accuracy does not increase with teacher size"]
     x = np.log2([p for _, p in TEACHERS])
@@ -759,7 +760,7 @@ def test_claims_table_without_teachers_or_calibrated_modes():
 
 def test_claims_table_tuned_tau_claim_from_a_single_seed():
     sweep_seed = RESULTS[(RESULTS["role"] == "student") & (RESULTS["seed"] != 0)]
-    got = analysis.claims_table(sweep_seed, CUSTOM)
+    got = claim_tests.claims_table(sweep_seed, CUSTOM)
     row = got.iloc[-3]
     assert row["claim"] == (
         "5. calibrated (replace) beats uncalibrated distillation at the validation-tuned tau")
@@ -770,13 +771,13 @@ def test_claims_table_tuned_tau_claim_from_a_single_seed():
 
 
 def test_claims_table_with_nothing_to_claim_keeps_its_columns():
-    got = analysis.claims_table(RESULTS[RESULTS["mode"] == "baseline"], CUSTOM)
-    assert got.empty and list(got.columns) == analysis.CLAIM_COLUMNS
+    got = claim_tests.claims_table(RESULTS[RESULTS["mode"] == "baseline"], CUSTOM)
+    assert got.empty and list(got.columns) == claim_tests.CLAIM_COLUMNS
 
 
 def test_claims_table_no_tuned_tau_claim_without_replace():
     res = RESULTS[~RESULTS["mode"].isin(["replace", "compose", "cal-dirichlet"])]
-    got = analysis.claims_table(res, CUSTOM)
+    got = claim_tests.claims_table(res, CUSTOM)
     assert not got["claim"].str.contains("replace").any()
     assert [c[:2] for c in got["claim"]] == ["1.", "2.", "3."]
 
@@ -797,7 +798,7 @@ def test_claims_summary_exact_sentences_and_counts():
          "unit": "seeds", "n": 2, "margin": 0.02, "mde": 0.5, "verdict": "contradicted",
          "note": "x"},
     ])
-    assert analysis.claims_summary(claims) == "\n".join([
+    assert claim_tests.claims_summary(claims) == "\n".join([
         "- A: UNDERPOWERED (s1 = +0.0123, 95% CI [-0.001, +0.0256], n = 3 seeds, margin +-0.005, "
         "detectable at this design: 0.0123; about 7 seeds would detect the margin (80% power))",
         "- B: UNDERPOWERED (s2 = -0.5, 95% CI [-inf, +inf], n = 4 teachers, margin +-0.0125)",
@@ -812,7 +813,7 @@ def test_claims_summary_counts_equivalent_and_reads_ci_low_too():
         {"claim": "E", "statistic": "s", "estimate": 0.0, "ci_low": np.nan, "ci_high": 0.1,
          "unit": "seeds", "n": 5, "margin": 0.5, "mde": 0.25, "verdict": "equivalent",
          "note": ""}])
-    assert analysis.claims_summary(claims) == (
+    assert claim_tests.claims_summary(claims) == (
         "- E: EQUIVALENT (s = 0, no interval, n = 5 seeds, margin +-0.5, detectable at this "
         "design: 0.25)\nIn this run: 0 supported, 0 contradicted, 1 equivalent, 0 underpowered.")
 

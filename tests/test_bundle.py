@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from kdcal import analysis, bundle, config, regimes, study
+from kdcal import claims as claim_tests
 from kdcal.store import StoreError, load_arrays
 
 
@@ -115,7 +116,7 @@ def test_results_from_results_csv_alone(tiny_study, tmp_path):
     assert (scratch / "results.csv").read_bytes() == (root / "results.csv").read_bytes()
     students = results[results["role"] == "student"]
     assert len(analysis.mode_differences(students, ref_cfg.modes))
-    assert len(analysis.claims_table(results))
+    assert len(claim_tests.claims_table(results))
 
 
 def test_a_study_without_runs_and_without_reference_reads_its_own_table(tiny_study, tmp_path):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from kdcal import bundle, config, grow, study
-from kdcal.analysis import claims_table
+from kdcal.claims import claims_table
 from kdcal.store import write_json
 
 # the smoke profile on synthetic data, in this process, with tiny epochs: seconds

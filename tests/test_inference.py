@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from kdcal import analysis, inference
+from kdcal import claims as claim_tests
 
 MODES = ("uncalibrated", "compose", "replace")
 NULL = dict(ece_slope=0.0, ece_gain=0.0, nll_gain=0.0, slopes=(0.0, 0.0, 0.0), cal_gain=0.0)
@@ -63,7 +64,7 @@ def verdict_rates(teachers, seeds, effects, sims, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     counts = []
     for _ in range(sims):
-        claims = analysis.claims_table(simulate(teachers, seeds, rng, **effects))
+        claims = claim_tests.claims_table(simulate(teachers, seeds, rng, **effects))
         counts.append(dict(zip(claims["claim"].map(claim_key), claims["verdict"])))
     frame = pd.DataFrame(counts)
     return pd.DataFrame({v: (frame == v).mean() for v in inference.VERDICTS})

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from kdcal import analysis, inference
+from kdcal import claims as claim_tests
 from kdcal.models import count_params
 
 DEPTH = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56"]
@@ -67,7 +68,7 @@ def ece_rows(res: pd.DataFrame) -> dict:
 
 
 def interaction_rows(res: pd.DataFrame) -> dict:
-    diff = analysis.interaction_frame(res[res["role"] == "student"], "compose")
+    diff = claim_tests.interaction_frame(res[res["role"] == "student"], "compose")
     return {f: analysis.size_trend(diff, "teacher_params", "acc", "positive", 0.005, f)
             for f in ("depth", "width", "all")}
 
@@ -159,7 +160,7 @@ def test_holm_step_down_against_a_hand_computation():
 
 def test_claims_table_has_the_interaction_first_among_student_claims_with_family_and_holm():
     res = simulate(np.random.default_rng(6), seeds=3, interaction=0.004)
-    claims = analysis.claims_table(res)
+    claims = claim_tests.claims_table(res)
     assert {"verdict", "family", "p_holm", "verdict_holm"} <= set(claims)
     numbers = [c.split(".")[0] for c in claims["claim"]]
     first_student = next(i for i, n in enumerate(numbers) if n not in ("1", "2"))
@@ -188,7 +189,7 @@ def test_holm_counts_one_test_per_claim_whatever_the_families():
     claims = pd.DataFrame({
         "claim": ["1. a", "1. a", "1. a", "3. b", "5. c"],
         "family": ["depth", "width", "all", "depth", "all"]})
-    assert analysis.primary_tests(claims).tolist() == [False, False, True, True, True]
+    assert claim_tests.primary_tests(claims).tolist() == [False, False, True, True, True]
 
 
 def test_margins_are_declared_over_the_ladder():
