@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import tiny_splits
 
-from kdcal import analysis, budget, config, inference, plan, study
+from kdcal import analysis, budget, config, inference, plan, runs, students, study
 from kdcal.models import build_model
 from kdcal.store import Study, load_arrays, read_json, write_json
 
@@ -119,8 +119,8 @@ def test_val_acc_is_the_accuracy_on_the_validation_split(tmp_path, cpu_engine, f
                                for x in (splits.val_x, splits.test_x))
     splits = dataclasses.replace(splits, val_y=val_pred,
                                  test_y=(test_pred + 1) % splits.num_classes)
-    row = study._finish_model(Study(tmp_path), "m", model, splits, cpu_engine, cfg,
-                              {"role": "student", "arch": "resnet8"})
+    row = runs.finish_model(Study(tmp_path), "m", model, splits, cpu_engine, cfg,
+                            {"role": "student", "arch": "resnet8"})
     stored = read_json(Study(tmp_path).run_dir("m") / "metrics.json")
     assert (stored["acc"], stored["val_acc"]) == (row["acc"], row["val_acc"]) == (0.0, 1.0)
 
@@ -145,9 +145,9 @@ def group_arguments(monkeypatch, cfg, root, todo) -> dict:
         seen.update(splits=splits, seed=seed, **kw)
         raise _Stop
 
-    monkeypatch.setattr(study, "train_group", capture)
+    monkeypatch.setattr(students, "train_group", capture)
     with pytest.raises(_Stop):
-        study._student_group_task(cfg, Study(root), todo, **QUIET)
+        students._student_group_task(cfg, Study(root), todo, **QUIET)
     return seen
 
 
