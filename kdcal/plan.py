@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from . import budget
 from .config import PROFILES, TRAIN_POOL, StudyConfig, regime_cells, resolve
 from .models import forward_macs
 from .runs import teacher_runs
@@ -100,11 +101,12 @@ def teacher_jobs(cfg: StudyConfig) -> list[Job]:
 def student_jobs(cfg: StudyConfig, packs: bool) -> list[Job]:
     n = images(cfg)
     batch = cfg.student_batch_size or cfg.batch_size
-    jobs = [Job(f"students of no teacher seed {s}", cfg.student, 1, cfg.student_epochs, batch,
+    epochs = budget.student_epochs(cfg)  # as the study trains them: a step budget, when set
+    jobs = [Job(f"students of no teacher seed {s}", cfg.student, 1, epochs, batch,
                 n["student_train"], n["val"] + n["test"]) for s in cfg.seeds]
     for s in cfg.seeds:
         k = students_per_teacher(cfg, s)
-        jobs += [Job(f"students of {a} seed {s}", cfg.student, k, cfg.student_epochs, batch,
+        jobs += [Job(f"students of {a} seed {s}", cfg.student, k, epochs, batch,
                      n["student_train"], n["val"] + n["test"], packed=packs and k > 1)
                  for a in cfg.teachers]
     return jobs

@@ -279,6 +279,18 @@ def test_plan_sizes_a_transfer_designs_students_by_the_transfer_images():
     assert {(j.train_images, j.steps) for j in teachers} == {(3000, budget.teacher_steps(cfg))}
 
 
+def test_plan_gives_a_transfer_designs_students_the_step_budget_the_study_trains():
+    """With a step budget (``student_steps``, as evidence-transfer has) and a transfer split of
+    another size than the teachers' images, the plan's students train the study's epochs
+    (``budget.student_epochs``), never ``student_epochs`` read raw."""
+    over = {"transfer_size": 1000}
+    cfg = config.resolve("evidence-transfer", {**over, "device": "cpu"})
+    assert budget.student_epochs(cfg) != cfg.student_epochs
+    students = plan.plan_profile("evidence-transfer", over).stages["03 students"]["jobs"]
+    assert {(j.train_images, j.epochs, j.steps) for j in students} == {
+        (1000, budget.student_epochs(cfg), budget.student_steps(cfg))}
+
+
 @pytest.mark.parametrize("control_seeds", [[], [1]])
 def test_plan_plans_the_students_the_study_plans_every_seeds_controls_when_empty(
         tmp_path, control_seeds):
