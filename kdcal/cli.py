@@ -55,7 +55,6 @@ def main(argv=None) -> int:
     sub.add_parser("profiles", help="list the profiles and their settings")
     args = parser.parse_args(argv)
 
-
     try:
         if args.command == "profiles":
             for name, values in PROFILES.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from .bundle import export_bundle, teacher_ids
 from .config import StudyConfig, resolve
 from .logfile import LOG_NAME
-from .report import build_report
+from .report import build_report, scope_note
 from .store import Study, read_json, write_json
 from .students import student_plan
 from .teacher_variants import variant_runs
@@ -121,6 +121,7 @@ def run_study(profile: str = "quick", overrides: dict | None = None, out: str | 
     params = typed_overrides(cfg, overrides or {})
     study = Study(Path(out or PROJECT / "outputs" / profile).resolve())
     _show_notebook_output()
+    log(f"== {scope_note(profile)}")
     with study.lock():
         os.environ["KDCAL_LOCK_OWNER"] = (study.root / ".lock").read_text().strip()
         write_json({"profile": profile, "overrides": params, "config": cfg.to_dict()},

@@ -33,6 +33,30 @@ QUESTION = ("Are bigger, more accurate teachers worse teachers because they are 
             "or distillation recipe: temperature scaling fitted on a validation split, the claims' "
             "statistics and their margins are this study's reading. This report re-runs that "
             "experiment and tests each claim with a rule fixed in advance.")
+ANSWER_STUDY = "outputs/evidence-transfer"  # the study the README's answer comes from
+# What each profile can decide, said first (in the report and in `kdcal run`'s output), so that a
+# run that ends on `open` everywhere reads as designed, not as a failure.
+SCOPES = {
+    "smoke": "synthetic images for the tests: its numbers mean nothing.",
+    "tutorial": ("a few minutes of teaching: 2 teachers and 2 seeds show the mechanics (over-confident "
+                 "teachers, temperature scaling, distillation) and decide no claim; every verdict "
+                 "is expected to be open."),
+    "quick": ("make study's 15-minute demonstration: 4 teachers and 3 seeds run the whole "
+              "pipeline but cannot decide the paper's claims (4 teachers cannot reach the 5% level "
+              "as units; 3 seeds cannot bound the paired effects), so every claim is expected to "
+              "read open."),
+    "evidence-transfer": "the study the README's answer comes from.",
+}
+
+
+def scope_note(profile: str) -> str:
+    """One sentence: what a run of ``profile`` can decide, and where the answer is."""
+    where = (f"The answer is in README.md and {ANSWER_STUDY}/report.html."
+             if profile != "evidence-transfer" else "")
+    scope = SCOPES.get(profile, "a study of its own; its verdicts are in claims.csv.")
+    return f"Profile {profile}: {scope} {where}".strip()
+
+
 CONTENTS_MARK = '<div class="kdcal-contents-here"></div>'
 ANSWER_HELP = ("<strong>holds</strong>: this run confirms what the paper says; <strong>not "
                "reproduced</strong>: this run finds the opposite, or no effect larger than the margin "
@@ -137,7 +161,6 @@ def _answer_section(study_root: Path) -> str:
         return ""
     import pandas as pd
 
-
     box = table(answer_box(pd.read_csv(claims_csv)))._repr_html_()
     box = re.sub(r"<td>(holds|not reproduced|open)</td>",
                  lambda m: f'<td class="kdcal-{m.group(1).replace(" ", "-")}">{m.group(1)}</td>', box)
@@ -145,11 +168,20 @@ def _answer_section(study_root: Path) -> str:
             f"<p>{ANSWER_HELP}</p>{box}</section>")
 
 
+def _scope_section(study_root: Path) -> str:
+    study_json = study_root / "study.json"
+    if not study_json.exists():
+        return ""
+    profile = str(json.loads(study_json.read_text()).get("profile", ""))
+    return f'<p class="kdcal-scope"><strong>What this run can decide.</strong> {html.escape(scope_note(profile))}</p>'
+
+
 def _title_block(study_root: Path, title: str) -> str:
     """HTML for the top of the page: title, date and commit, paper, answer box, question, run, contents."""
     parts = [f'<h1 id="kdcal-title">{html.escape(title)}</h1>',
              f'<p class="kdcal-meta">{_provenance()}</p>',
              f"<p><strong>Paper.</strong> {cite(PAPER).html()}</p>",
+             _scope_section(study_root),
              _answer_section(study_root),
              f"<p><strong>The question.</strong> {html.escape(QUESTION)}</p>"]
     study_json = study_root / "study.json"

@@ -118,3 +118,17 @@ def test_analyse_refuses_a_folder_that_is_not_a_study(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"kdcal: error: {tmp_path.resolve()} is not a study folder (it needs study.json and "
         "results.csv)"]
+
+
+def test_a_run_says_first_what_it_can_decide_and_where_the_answer_is(tmp_path, monkeypatch):
+    """`make study`'s first output line: what the quick profile can decide, and where the answer
+    is (the notebooks are stubbed out: only the order of the lines is under test)."""
+    from kdcal import pipeline
+
+    monkeypatch.setattr(pipeline, "_execute", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "export_bundle", lambda cfg, root: root)
+    monkeypatch.setattr(pipeline, "build_report", lambda root, nbs, title: root / "report.html")
+    lines = []
+    pipeline.run_study("quick", out=str(tmp_path / "q"), log=lines.append)
+    assert lines[0].startswith("== Profile quick: ") and "cannot decide" in lines[0]
+    assert "outputs/evidence-transfer/report.html" in lines[0]

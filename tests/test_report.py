@@ -1,5 +1,6 @@
 """The report page, its tables for people, the answer box and the formulas: fast checks on a study
 written by hand (tests/report_study.py), no training and no browser."""
+import json
 import math
 import re
 import subprocess
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from kdcal import answer, references, texmath
-from kdcal.report import build_report, drop_empty_sections
+from kdcal.report import build_report, drop_empty_sections, scope_note
 from kdcal.tables import (NO_VALUE, PROJECT, format_interval, format_number, format_value,
                           metric_bounds, table)
 from report_study import CLAIMS, NOTEBOOKS, make_report_study
@@ -280,3 +281,24 @@ def test_references_are_complete_and_cite_names_the_known_ones():
     assert listing[0].startswith("1. Lehan Yang and Jincen Song")
     with pytest.raises(KeyError, match="known: yang2021"):
         references.cite("nobody2099")
+
+
+def test_the_first_lines_say_what_the_run_can_decide_and_where_the_answer_is(tmp_path):
+    """A quick (or tutorial) report that reads `open` everywhere says first that this is
+    expected, and points to the study the answer comes from."""
+    root = make_report_study(tmp_path / "study")
+    info = json.loads((root / "study.json").read_text()) if (root / "study.json").exists() else {}
+    (root / "study.json").write_text(json.dumps({**info, "profile": "quick"}))
+    page = build_report(root, NOTEBOOKS, "quick").read_text()
+    scope = page.index('class="kdcal-scope"')
+    assert scope < page.index('class="kdcal-answer"') < page.index("The question.")
+    said = re.sub(r"<[^>]+>", " ", page[scope:page.index('class="kdcal-answer"')])
+    assert "cannot decide" in said and "expected to read open" in said
+    assert "outputs/evidence-transfer/report.html" in said and "README.md" in said
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tutorial", "quick", "evidence-transfer", "other"])
+def test_every_scope_note_names_the_profile_and_the_answer_elsewhere(profile):
+    note = scope_note(profile)
+    assert note.startswith(f"Profile {profile}: ")
+    assert ("outputs/evidence-transfer/report.html" in note) == (profile != "evidence-transfer")
