@@ -106,7 +106,7 @@ def teacher_family(name: str) -> str:
     the registry by the same rule, so tables from elsewhere are read alike)."""
     if name in ARCHS:
         return arch_family(name)
-    return "width" if re.search(r"x\d+$", str(name)) else "depth"
+    return "width" if re.search(r"x\d+(\.\d+)?$", str(name)) else "depth"
 
 
 def families(results: pd.DataFrame) -> dict:
@@ -248,10 +248,13 @@ def method_summary(methods: pd.DataFrame) -> pd.DataFrame:
 
 
 def tau_candidates(students: pd.DataFrame) -> pd.DataFrame:
-    """Uncalibrated KD students at every distillation temperature tried (the sweep and tau itself)."""
+    """Uncalibrated KD students at every distillation temperature tried (the sweep and tau itself,
+    and the ``uncalibrated@<tau>`` arms: the sweep does not train their taus again)."""
     sweep = students[students["mode"] == "tau_sweep"]
-    base = students[(students["mode"] == "uncalibrated") & students["seed"].isin(sweep["seed"])]
-    return pd.concat([base, sweep], ignore_index=True)
+    on = students["seed"].isin(sweep["seed"])
+    base = students[(students["mode"] == "uncalibrated") & on]
+    arms = students[students["mode"].astype(str).str.startswith("uncalibrated@") & on]
+    return pd.concat([base, sweep] if arms.empty else [base, arms, sweep], ignore_index=True)
 
 
 def _best_taus(cand: pd.DataFrame) -> tuple[dict, float]:

@@ -1,4 +1,4 @@
-"""The study's parameters as one validated object, and the named profiles.
+"""The study's parameters as one validated object; the named profiles live in kdcal.profiles.
 
 Every value a notebook or the runner uses comes from :func:`resolve`, so a typo or an out-of-range
 value fails before any work starts, with a one-line message that lists what is valid.
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, fields
 from .calibrators import CALIBRATORS
 from .budget import student_epochs
 from .data import DATASETS, TRAIN_POOL
-from .distill import KD_MODES
+from .distill import KD_MODES, TAU_ARM_MODES, arm_name, split_mode
 from .models import ARCHS, NORMS
+from .profiles import PROFILES
 from .train import COMPILE_MODES, PACK_CHOICES
 
 MODES = KD_MODES
@@ -140,159 +141,6 @@ class StudyConfig:
 
 _ALL_CALIBRATORS = tuple(CALIBRATORS)
 
-_CIFAR_RECIPE = dict(
-    teacher_epochs=240, student_epochs=240, lr=0.05, student_lr=0.05, batch_size=64,
-    schedule="step", milestones=[150, 180, 210], student_milestones=[150, 180, 210],
-    weight_decay=5e-4, momentum=0.9, tau=4.0, alpha=0.9, augment=True, device="cuda",
-    val_size=5000, seeds=[0, 1, 2, 3, 4], calibrators=list(_ALL_CALIBRATORS),
-    tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
-    teacher_variants=["label_smoothing", "mixup", "early_stop"],
-    teachers=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4"],
-    student="resnet8",
-)
-
-PROFILES: dict[str, dict] = {
-    # Synthetic data, seconds: the test suite's end-to-end run.
-    "smoke": dict(dataset="synthetic", synthetic_train=600, synthetic_test=300, val_size=200,
-                  teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
-                  teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05, student_lr=0.05,
-                  eval_batch_size=500, workers=2,  # the end-to-end tests run the parallel path
-                  tau_grid=[2.0], teacher_temperature_grid=[2.0],
-                  modes=["uncalibrated", "compose", "replace", "cal-histogram"],
-                  teacher_variants=["label_smoothing", "mixup", "early_stop"]),
-    # Real Fashion-MNIST on a 2-core CPU in minutes: the reference run committed in outputs/quick.
-    "quick": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
-                  teachers=["resnet8", "resnet14", "resnet20", "resnet44"], student="resnet8",
-                  seeds=[0, 1, 2], teacher_epochs=10, batch_size=64, lr=0.05,
-                  student_epochs=8, student_batch_size=128, student_lr=0.1,
-                  # the controls and the sweep, at their smallest: one more tau and one more
-                  # teacher temperature, seed 0 only (the paper profiles run 4-point grids on all)
-                  tau_grid=[2.0], teacher_temperature_grid=[2.0], control_seeds=[0],
-                  workers=2),  # two 1-thread trainings side by side beat one 2-thread one
-    "paper-fmnist": dict(dataset="fmnist", train_size=0, val_size=5000, device="cuda",
-                         teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
-                                   "resnet56", "resnet110"], calibrators=list(_ALL_CALIBRATORS),
-                         tau_grid=[1.0, 2.0, 4.0, 8.0], teacher_temperature_grid=[0.5, 1.0, 2.0, 4.0],
-                         teacher_variants=["label_smoothing", "mixup", "early_stop"],
-                         student="resnet8", seeds=[0, 1, 2, 3, 4], teacher_epochs=60,
-                         student_epochs=60, batch_size=128, augment=True),
-    "paper-cifar10": dict(_CIFAR_RECIPE, dataset="cifar10"),
-    "paper-cifar100": dict(_CIFAR_RECIPE, dataset="cifar100"),
-}
-_QUICK_LADDER = dict(teachers=["resnet8", "resnet14", "resnet20"], student="resnet8",
-                     modes=["uncalibrated", "compose"])
-PROFILES.update({
-    # Notebook 05 on a 2-core CPU (under an hour): three teachers, two seeds, each cell one factor
-    # moved away from a base whose teachers reproduce the paper's premise (the evidence recipe:
-    # 30 epochs on 3,000 images, fitted to their training set, T well above 1); over-training is
-    # a factor too (10 epochs: teachers that stop short of fitting).
-    "regimes-quick": dict(PROFILES["quick"], **_QUICK_LADDER, seeds=[0, 1], test_size=5000,
-                          teacher_epochs=30, split_per_seed=True,
-                          tau_grid=[], teacher_temperature_grid=[], control_seeds=[],
-                          regimes={"tau": [1.0, 2.0, 8.0], "label_noise": [0.2, 0.4],
-                                   # train_size 6000 is left out for time: its teachers alone
-                                   # took 8 of the 39 minutes of teacher training (2026-11-27)
-                                   "train_size": [1000], "transfer_size": [3000],
-                                   "teacher_epochs": [10],
-                                   "teachers": [["resnet8", "resnet8x2", "resnet8x4"]],
-                                   "teacher_weight_decay": [0.0], "teacher_norm": ["none"]}),
-    # The full grid on a GPU, CIFAR-100 (100 classes) against Fashion-MNIST's 10 included.
-    "regimes-full": dict(PROFILES["paper-fmnist"], train_size=40000, seeds=[0, 1, 2],
-                         teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44",
-                                   "resnet56"],
-                         modes=["uncalibrated", "compose", "replace"],
-                         regimes={"tau": [1.0, 2.0, 8.0], "label_noise": [0.2, 0.4],
-                                  "train_size": [2000, 10000], "transfer_size": [10000],
-                                  "teachers": [["resnet8", "resnet8x2", "resnet8x3", "resnet8x4"]],
-                                  "teacher_weight_decay": [0.0], "teacher_norm": ["none"],
-                                  "dataset": ["cifar100"]}),
-    # A class on laptops: every notebook (01-05) end to end on real Fashion-MNIST in a few minutes
-    # on 2 cores, into a scratch folder (the notebooks' default). Too small for verdicts: it is for
-    # learning the pipeline and trying the exercises, not for evidence.
-    "tutorial": dict(dataset="fmnist", train_size=1500, val_size=1000, test_size=2000,
-                     teachers=["resnet8", "resnet14"], student="resnet8", seeds=[0, 1],
-                     teacher_epochs=4, student_epochs=4, batch_size=64, lr=0.05,
-                     student_batch_size=128, student_lr=0.1,
-                     modes=["uncalibrated", "compose", "replace"],
-                     regimes={"tau": [1.0]}),
-    # The evidence run (issue 14): real Fashion-MNIST, teachers trained until they fit their
-    # training set (the paper's premise: over-confident large teachers), 7 teachers over 20x in
-    # parameters by depth and width (enough for the 5% level with teachers as units), 5
-    # independent seeds (each its own split), the tau control that makes `replace` interpretable.
-    # Sized for about 2 hours on 2 CPU cores; `--set device=cuda` for minutes on a GPU.
-    "evidence": dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
-                     split_per_seed=True,
-                     teachers=["resnet8", "resnet14", "resnet20", "resnet8x2", "resnet32",
-                               "resnet8x4", "resnet14x3"], student="resnet8",
-                     seeds=[0, 1, 2, 3, 4], teacher_epochs=30, batch_size=64, lr=0.05,
-                     student_epochs=15, student_batch_size=128, student_lr=0.1,
-                     modes=["uncalibrated", "compose", "replace"], calibrators=["temperature"],
-                     tau_grid=[2.0, 8.0], control_seeds=[], workers=2),
-})
-# Issue 22: a design where calibration can act. The evidence recipe (3,000 Fashion-MNIST images,
-# teachers fitted for 30 epochs, the tau control 2, 4, 8 on every seed), with: a depth ladder of 6
-# teachers (resnet8-56) beside the width ladder (resnet8, 8x2, 8x4); calibrators that are not a
-# temperature distilled from (cal-vector, cal-matrix: fitted on validation, KD at the same tau
-# as uncalibrated KD); the students and the no-KD baseline on the resnet8 teacher's own recipe
-# and budget (batch 64, lr 0.05, 1,380 steps = 30 epochs x 46 batches, kdcal.budget). Two
-# designs: students reuse the teachers' training images, or learn on 3,000 images no teacher
-# saw (the transfer split; teachers identical, same run ids, in both).
-#
-# Time, alone on 2 CPU cores (workers=2, 1 thread each), from outputs/evidence/log.txt (seconds
-# per epoch of 3,000 images at batch 64): resnet8 1.49, resnet14 2.87, resnet20 4.12, resnet32
-# 5.68, resnet8x2 3.29, resnet8x4 7.53; resnet44 7.94 and resnet56 10.01 extrapolated on the
-# depth line (+0.173 s per layer, least squares on resnet8-32). Per seed:
-#   teachers  (1.49+2.87+4.12+5.68+7.94+10.01+3.29+7.53) s x 30 epochs            = 1,288 s
-#   students  (8 teachers x (5 modes + 2 tau controls) + 1 baseline) = 57 resnet8s
-#             x 30 epochs x 1.49 s                                                = 2,548 s
-#   / 2 workers = 1,918 s, x 1.13 (the evidence run's wall clock over its summed epoch times:
-#   49.5 min / 44.1 teachers, 35 min / 30.7 students)                            = 36 min.
-# 4 seeds: 144 min, + about 3 min in notebook 02 (vector and matrix scaling fits: 0.5-1 s and
-# 5-11 s per teacher, timed on outputs/quick's teacher logits on a loaded machine) = 147 min;
-# 5 seeds would take 181 min, so 4 it is.
-# resnet14x3 (10.3 s/epoch, 10 min a seed with its students) was dropped from the width ladder
-# for the fourth seed. The transfer run costs the same plus a teacher forward on 3,000 images
-# per teacher (seconds); started in a copy of the reuse run's folder it skips the teachers
-# (about 97 min).
-#
-# Power (seeds are the unit of paired claims; t-test, 5% two-sided, 80% power, kdcal.inference):
-# mde = (t_.975 + t_.80 at 3 df) / sqrt(4) x sd = 2.08 sd. At the evidence run's per-seed sds of
-# paired differences (means over teachers, outputs/evidence/results.csv): compose - uncalibrated
-# 0.27 pt -> mde 0.57 pt; compose - tuned tau 0.35 -> 0.74; replace - uncalibrated 0.56 -> 1.16;
-# replace - tuned tau 0.63 -> 1.31. So 4 seeds decide effects of about 0.6-1.3 points; the 0.5-point
-# margin of issue 21 is reached at 80% power only where sd <= 0.24 pt, and would need 5-15 seeds
-# (3-9 hours) at those sds: smaller effects end `underpowered`, as they should. 3 seeds (with
-# resnet14x3 kept, 126 min) would give 3.1 sd (0.84-1.94 pt): worse on every claim.
-_EVIDENCE2 = dict(dataset="fmnist", train_size=3000, val_size=2000, test_size=0,
-                  split_per_seed=True,
-                  teachers=["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56",
-                            "resnet8x2", "resnet8x4"], student="resnet8",
-                  seeds=[0, 1, 2, 3], teacher_epochs=30, batch_size=64, lr=0.05,
-                  student_epochs=30, student_steps=1380, student_batch_size=64, student_lr=0.05,
-                  modes=["uncalibrated", "compose", "replace", "cal-vector", "cal-matrix"],
-                  calibrators=["temperature", "vector", "matrix"],
-                  tau_grid=[2.0, 8.0], control_seeds=[], workers=2)
-PROFILES["evidence-reuse"] = dict(_EVIDENCE2)
-PROFILES["evidence-transfer"] = dict(_EVIDENCE2, transfer_size=3000)
-for _name in ("quick", "paper-fmnist", "paper-cifar10", "paper-cifar100", "tutorial", "regimes-full"):
-    PROFILES[_name]["split_per_seed"] = True  # each seed an independent rerun, split included
-# The issue-22 evidence design at full scale on one GPU (issue 23): all of Fashion-MNIST (55,000
-# training images, 5,000 for validation), the same depth ladder (resnet8-56) and width ladder
-# (resnet8, 8x2, 8x4), modes, calibrators and tau control; the students and the no-KD baseline on
-# the resnet8 teacher's budget (10 epochs x 107 batches of 512 = 1,070 steps). Sized for one seed
-# per 8-minute command on one H200, from its eager epoch times at batch 512 (BENCHMARKS.md, 55,000
-# images: resnet8 0.7 s, resnet20 1.5 s, resnet44 2.1-2.6 s, a packed group of 5 students 1.0-1.1
-# s; resnet14, 32 and 56 interpolated on depth, 1.1, 2.0 and 2.9 s; resnet8x2 and 8x4 estimated
-# at 0.8 and 1.2 s): teachers 12.5 s and the 8 groups of 7 students plus the baseline about 11 s
-# an epoch, so 10 epochs train in about 240 s; with the notebooks, calibration and report about
-# 340 s. scripts/gpu_evidence.sh grows it seed by seed (`--set seeds=[S]`); a run of several
-# seeds packs each architecture's teachers (pack_teachers=auto on CUDA).
-PROFILES["gpu-evidence"] = dict(
-    _EVIDENCE2, train_size=0, val_size=5000, device="cuda", workers=0, eval_batch_size=5000,
-    seeds=list(range(12)), teacher_epochs=10, batch_size=512, lr=0.2,
-    # the resnet8 teacher's budget as epochs (same images and batch): no step budget needed
-    student_epochs=10, student_steps=0, student_batch_size=512, student_lr=0.2)
-
 
 def _coerce(name: str, value, default):
     """Parse ``--set`` strings into the type of the field's default."""
@@ -398,6 +246,9 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError(f"seeds has duplicates: {cfg.seeds}")
     calibrated_targets = [f"cal-{name}" for name in cfg.calibrators]
     for mode in cfg.modes:
+        if "@" in mode:
+            _check_arm(mode, cfg.tau)
+            continue
         _choice("mode", mode, [*MODES, *calibrated_targets])
         if mode.startswith("cal-") and cfg.augment:
             raise ConfigError(f"mode {mode!r} distills from a calibrator's fixed targets and needs "
@@ -446,6 +297,30 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError("device='cuda' but no CUDA GPU is visible; valid here: cpu, auto")
     _validate_regime_factors(cfg)
     regime_cells(cfg)  # every cell must be a valid study too
+
+
+def _check_arm(mode: str, tau: float) -> None:
+    """An arm ``<mode>@<tau>``: a mode with a tau of its own, spelt one way, not the config's tau."""
+    base = mode.partition("@")[0]
+    _choice("mode of an arm", base, TAU_ARM_MODES)
+    try:
+        own = split_mode(mode)[1]
+    except ValueError:
+        own = float("nan")
+    if not 0 < own <= 100:  # NaN too
+        raise ConfigError(f"mode {mode!r}: the tau after @ must be a number in (0, 100]")
+    if mode != arm_name(base, own):
+        raise ConfigError(f"mode {mode!r} must be spelt {arm_name(base, own)!r}")
+    if own == tau:
+        raise ConfigError(f"mode {mode!r} is {base!r} at the config's tau={tau:g}: use {base!r}")
+
+
+def sweep_taus(cfg: StudyConfig) -> list[float]:
+    """The taus of the uncalibrated tau sweep (the tuned-tau control's candidates beside tau
+    itself): ``tau_grid`` without ``tau`` and without the taus that an ``uncalibrated@<tau>`` arm
+    trains already (the same student, never trained twice)."""
+    arms = {split_mode(m)[1] for m in cfg.modes if split_mode(m)[0] == "uncalibrated"}
+    return [v for v in cfg.tau_grid if v != cfg.tau and v not in arms]
 
 
 def _validate_regime_factors(cfg: StudyConfig) -> None:

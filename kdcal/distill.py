@@ -13,6 +13,22 @@ import torch
 import torch.nn.functional as F
 
 KD_MODES = ("uncalibrated", "compose", "replace")
+# modes that may run as an arm at a tau of their own, named ``<mode>@<tau>`` (``compose@1``:
+# compose at tau 1 beside compose at the config's tau); replace has no tau of its own (it is T)
+TAU_ARM_MODES = ("uncalibrated", "compose")
+
+
+def split_mode(mode: str) -> tuple[str, float | None]:
+    """(mode, its own tau): ``compose@1`` -> ("compose", 1.0); ``compose`` -> ("compose", None),
+    at the config's tau. A mode without ``@`` is returned as it is, so the run ids of every mode
+    named before arms existed stay what they were."""
+    base, sep, tau = mode.partition("@")
+    return (base, float(tau)) if sep else (mode, None)
+
+
+def arm_name(mode: str, tau: float) -> str:
+    """The one spelling of an arm: ``arm_name("compose", 1.0)`` is ``compose@1``."""
+    return f"{mode}@{tau:g}"
 
 
 def kd_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
@@ -31,7 +47,14 @@ def kd_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
 
 
 def mode_temperatures(mode: str, tau: float, fitted_t: float) -> tuple[float, float]:
-    """(distillation tau, teacher temperature) that a mode uses with a teacher fitted at T."""
+    """(distillation tau, teacher temperature) that a mode uses with a teacher fitted at T; an arm
+    ``<mode>@<tau>`` uses its own tau in place of ``tau``."""
+    mode, own = split_mode(mode)
+    if own is not None:
+        if mode not in TAU_ARM_MODES:
+            raise ValueError(f"mode {mode!r} has no arm at a tau of its own; valid: "
+                             f"{', '.join(TAU_ARM_MODES)}")
+        tau = own
     if mode == "uncalibrated":
         return tau, 1.0
     if mode == "compose":

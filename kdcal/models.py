@@ -1,7 +1,9 @@
 """CIFAR-style ResNets (He et al. 2016, section 4.2) in a small registry.
 
 Depth ladder: resnet8 ... resnet110 (6n+2 layers, widths 16/32/64).
-Width ladder: resnetDxK multiplies every width by K (resnet8x4, resnet20x2, ...).
+Width ladder: resnetDxK multiplies every width by K (resnet8x4, resnet20x2, ...); K may be a
+fraction (resnet8x0.25: widths 4/8/16), for students clearly smaller than every teacher and for
+ladders that reach below resnet8.
 The stem adapts to the input's channels; global pooling makes any image size work.
 """
 from __future__ import annotations
@@ -13,7 +15,8 @@ from torch import nn
 import torch.nn.functional as F
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
-WIDTHS = (1, 2, 3, 4)
+# ascending; each a multiple of 1/16, so that every width is whole (0.625 x 16 = 10 channels)
+WIDTHS = (0.25, 0.5, 0.625, 0.75, 1, 1.5, 2, 3, 4, 5, 6)
 
 
 NORMS = ("batch", "none")
@@ -45,16 +48,18 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, width: int = 1, in_channels: int = 3, num_classes: int = 10,
+    def __init__(self, depth: int, width: float = 1, in_channels: int = 3, num_classes: int = 10,
                  norm: str = "batch"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+        if float(16 * width) != int(16 * width) or width <= 0:
+            raise ValueError(f"width must be a positive multiple of 1/16, got {width}")
         blocks = (depth - 2) // 6
         self.norm = norm
-        widths = [16 * width, 32 * width, 64 * width]
+        widths = [int(16 * width), int(32 * width), int(64 * width)]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=norm == "none")
         self.bn1 = _norm(norm, widths[0])
         layers, in_planes = [], widths[0]
@@ -86,14 +91,14 @@ class CifarResNet(nn.Module):
 class ArchSpec:
     name: str
     depth: int
-    width: int
+    width: float
 
 
 def _registry() -> dict[str, ArchSpec]:
     reg = {}
     for d in DEPTHS:
         for w in WIDTHS:
-            name = f"resnet{d}" if w == 1 else f"resnet{d}x{w}"
+            name = f"resnet{d}" if w == 1 else f"resnet{d}x{w:g}"
             reg[name] = ArchSpec(name, d, w)
     return reg
 

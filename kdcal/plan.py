@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import budget
-from .config import PROFILES, TRAIN_POOL, StudyConfig, regime_cells, resolve
+from .config import PROFILES, TRAIN_POOL, StudyConfig, regime_cells, resolve, sweep_taus
 from .models import forward_macs
 from .runs import teacher_runs
 
@@ -60,7 +60,7 @@ def students_per_teacher(cfg: StudyConfig, seed: int) -> int:
     """As ``study.student_plan``: one per mode, plus the controls on control seeds."""
     n = len(cfg.modes)
     if not cfg.control_seeds or seed in cfg.control_seeds:
-        n += len([v for v in cfg.tau_grid if v != cfg.tau])
+        n += len(sweep_taus(cfg))
         n += len([v for v in cfg.teacher_temperature_grid if v != 1.0])
     return n
 

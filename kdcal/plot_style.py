@@ -34,6 +34,9 @@ MODE_PALETTE: dict[str, str] = {
     "tau_sweep": "#E69F00",
     "temp_sweep": "#9467BD",
     "tuned-tau": "#A6761D",
+    # the arms at tau 1 (kdcal.distill.split_mode), lighter hues of their modes'
+    "uncalibrated@1": "#CC6677",
+    "compose@1": "#88CCEE",
 }
 # Other names of the same things: a raw teacher is uncalibrated, a temperature-scaled one is
 # cal-temperature; analysis labels the tuned-tau control "tuned-tau uncalibrated".

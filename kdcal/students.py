@@ -9,7 +9,7 @@ import torch
 
 from . import budget
 from .calibrators import CALIBRATORS
-from .config import StudyConfig
+from .config import StudyConfig, sweep_taus
 from .data import as_transfer
 from .distill import make_kd_loss, make_loss, mode_temperatures
 from .executor import Task, run_tasks
@@ -58,7 +58,7 @@ def student_plan(cfg: StudyConfig, study_dir, engine: Engine | None = None) -> l
                     for mode in cfg.modes]
         if not cfg.control_seeds or seed in cfg.control_seeds:
             # controls: uncalibrated KD at other taus; the teacher's temperature swept at fixed tau
-            variants += [("tau_sweep", v, (v, 1.0)) for v in cfg.tau_grid if v != cfg.tau]
+            variants += [("tau_sweep", v, (v, 1.0)) for v in sweep_taus(cfg)]
             variants += [("temp_sweep", v, (cfg.tau, v)) for v in cfg.teacher_temperature_grid
                          if v != 1.0]
         for mode, value, temps in variants:

@@ -312,7 +312,7 @@ def test_student_steps_round_up_to_whole_epochs_and_zero_keeps_the_epochs():
     assert budget.student_steps(cfg) == 15 * (3000 // 128)
     for name in config.PROFILES:  # no existing profile sets a step budget: its run ids stay
         c = config.resolve(name, {"device": "cpu"})  # the GPU profiles, here
-        if name not in ("evidence-reuse", "evidence-transfer"):
+        if name not in ("evidence-reuse", "evidence-transfer", "confirm-transfer"):
             assert c.student_steps == 0 and study.student_recipe(c).epochs == c.student_epochs
     more = config.resolve("evidence", {"student_steps": 1000})
     assert budget.student_epochs(more) == 44 and budget.student_steps(more) == 44 * 23

@@ -19,10 +19,10 @@ def _bn(c: int) -> int:
     return 2 * c  # weight and bias (running stats are buffers, not parameters)
 
 
-def expected_params(depth: int, width: int, in_channels: int, num_classes: int) -> int:
+def expected_params(depth: int, width: float, in_channels: int, num_classes: int) -> int:
     """He et al. CIFAR ResNet (6n+2) with projection (1x1 conv + BN) shortcuts, written out."""
     n = (depth - 2) // 6
-    widths = [16 * width, 32 * width, 64 * width]
+    widths = [round(16 * width), round(32 * width), round(64 * width)]
     total = _conv(in_channels, widths[0], 3) + _bn(widths[0])  # stem
     cin = widths[0]
     for stage, planes in enumerate(widths):
@@ -59,6 +59,11 @@ def test_registry_has_depth_and_width_ladders():
         assert f"resnet{d}" in names
     for name in ("resnet8x2", "resnet8x4", "resnet20x2", "resnet32x4", "resnet110x4", "resnet14x3"):
         assert name in names
+    # fractional widths (issue 36: a student clearly smaller than every teacher), spelt with :g
+    for name in ("resnet8x0.25", "resnet8x0.5", "resnet8x0.625", "resnet8x1.5", "resnet8x6"):
+        assert name in names
+    assert models.ARCHS["resnet8x0.25"].width == 0.25 and models.family("resnet8x0.25") == "width"
+    assert build_model("resnet8x0.625").conv1.out_channels == 10
     assert len(names) == len(DEPTHS) * len(WIDTHS)
     # the plain name is width 1; no "x1" alias
     assert "resnet8x1" not in names
@@ -79,6 +84,11 @@ def test_unknown_name_lists_valid_names():
 def test_bad_depth_rejected():
     with pytest.raises(ValueError, match="6n\\+2"):
         models.CifarResNet(depth=9)
+
+
+def test_width_must_give_whole_channels():
+    with pytest.raises(ValueError, match="multiple of 1/16"):
+        models.CifarResNet(depth=8, width=0.3)
 
 
 # ---------------------------------------------------------------- shapes
@@ -102,7 +112,8 @@ def test_stem_adapts_to_channels():
 
 # ---------------------------------------------------------------- parameter counts
 @pytest.mark.parametrize("name", ["resnet8", "resnet14", "resnet20", "resnet32", "resnet56",
-                                  "resnet110", "resnet8x2", "resnet8x4", "resnet20x3", "resnet32x4"])
+                                  "resnet110", "resnet8x2", "resnet8x4", "resnet20x3", "resnet32x4",
+                                  "resnet8x0.25", "resnet8x0.625", "resnet14x1.5"])
 @pytest.mark.parametrize("in_channels,classes", [(3, 10), (1, 10), (3, 100)])
 def test_param_count_matches_formula(name, in_channels, classes):
     spec = models.ARCHS[name]
