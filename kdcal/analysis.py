@@ -14,8 +14,9 @@ import pandas as pd
 from scipy import stats
 
 from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
-from .inference import (MARGINS, holm, holm_verdicts, permutation_floor, permutation_p,
-                        rank_correlation, seed_effect, size_effect, slope_margin, t_interval)
+from .inference import (MARGINS, holm_family, permutation_floor, permutation_p,
+                        rank_correlation, seed_effect, side, size_effect, slope_margin,
+                        t_interval)
 from .models import ARCHS, family as arch_family
 
 ALL = "all"  # the family label of a test across families (with a family term) or of no family
@@ -81,17 +82,22 @@ def paired_differences(students: pd.DataFrame, mode_a: str, mode_b: str, value: 
 def _effect_row(per_seed, margin: float) -> dict:
     e = seed_effect(per_seed, "positive", margin)
     return {"mean": e["estimate"], "std": e["std"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
-            "n": e["n"], "p_value": e["p_value"], "mde": e["mde"], "seeds_needed": e["needed"],
-            "seeds_needed_observed": e["needed_observed"], "verdict": e["verdict"]}
+            "n": e["n"], "p_value": e["p_value"], "p_equiv": e["p_equiv"], "mde": e["mde"],
+            "seeds_needed": e["needed"], "seeds_needed_observed": e["needed_observed"],
+            "verdict": e["verdict"]}
 
 
 def with_holm(table: pd.DataFrame) -> pd.DataFrame:
-    """``p_holm`` (Holm's adjustment over every row's ``p_value``) and ``verdict_holm`` (a
-    decided verdict stands only where p_holm < 5%), added after ``p_value`` and ``verdict``."""
+    """``p_holm``, ``p_test`` and ``verdict_holm`` of :func:`kdcal.inference.holm_family` over
+    every row (both tests of each, against 0 and against +-margin; a verdict stands only where
+    the adjusted p of its test is below 5%), added after ``p_equiv`` and ``verdict``. Every row
+    predicts a positive difference: its side is that of its interval."""
     out = table.copy()
-    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", holm(out["p_value"]))
-    out.insert(out.columns.get_loc("verdict") + 1, "verdict_holm",
-               holm_verdicts(out["verdict"], out["p_holm"]))
+    sides = [side(lo, hi, "positive") for lo, hi in zip(out["ci_low"], out["ci_high"])]
+    tests, p_holm, held = holm_family(out["verdict"], sides, out["p_value"], out["p_equiv"])
+    out.insert(out.columns.get_loc("p_equiv") + 1, "p_holm", p_holm)
+    out.insert(out.columns.get_loc("p_holm") + 1, "p_test", tests)
+    out.insert(out.columns.get_loc("verdict") + 1, "verdict_holm", held)
     return out
 
 

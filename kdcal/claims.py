@@ -1,24 +1,29 @@
 """The paper's claims, each tested on a run's results: claims.csv and its generated summary.
 
 One row per claim (a size claim per family of teachers and across families with a family term):
-the statistic, its 95% interval, the verdict by :func:`kdcal.inference.decide`, and Holm's
-adjustment over one test per claim. The statistics themselves (paired differences over seeds,
-slopes over teachers) come from :mod:`kdcal.analysis`; the rules from :mod:`kdcal.inference`.
+the statistic, its 95% interval, its two tests (against 0 and against +-margin), the verdict by
+:func:`kdcal.inference.decide`, and Holm's adjustment over one family holding both tests of one
+row per claim (:func:`kdcal.inference.holm_family`). The statistics themselves (paired
+differences over seeds, slopes over teachers) come from :mod:`kdcal.analysis`; the rules from
+:mod:`kdcal.inference`.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from .analysis import (ALL, families, paired_by_seed, per_seed_means, size_trend, teacher_family,
                        teacher_key, tuned_tau_students)
-from .inference import (ALPHA, MARGINS, VERDICT_RULE, Margins, holm, holm_verdicts,  # noqa: F401
-                        mde_mean, seed_effect, t_interval, t_p_value, teachers_for_level,
-                        units_needed_mean)
+from .inference import (ALPHA, BOTH, DECIDED, EQUIVALENCE, MARGINS, VERDICT_RULE,  # noqa: F401
+                        VERDICTS, ZERO, Margins, holm_family, mde_mean, seed_effect,
+                        t_equivalence_p, t_interval, t_p_value, teachers_for_level,
+                        units_needed_mean, verdict_of)
 
 CLAIM_COLUMNS = ["claim", "family", "statistic", "estimate", "ci_low", "ci_high", "unit", "n",
-                 "p_value", "p_floor", "p_holm", "margin", "margin_span", "mde", "needed",
-                 "needed_observed", "verdict", "verdict_holm", "note"]
+                 "p_value", "p_equiv", "p_floor", "p_holm", "p_test", "margin", "margin_span",
+                 "mde", "needed", "needed_observed", "verdict", "verdict_holm", "note"]
 FAMILY_WORDS = {"depth": "within the depth ladder", "width": "within the width ladder",
                 ALL: "across families, with a family term"}
 
@@ -45,11 +50,59 @@ def _count(n) -> str:
     return str(int(n)) if n < 1000 else "more than 1000"
 
 
+def floor_note(row) -> str:
+    """Where ``p_value`` or ``p_equiv`` sits on the permutation floor (``p_floor`` = 2 over the
+    orderings of the teachers), and ``p_holm`` on that floor times Holm's multiplier: the design,
+    not the data, sets these p-values, and only more teachers would lower them."""
+    floor = row.get("p_floor", np.nan)
+    if row.get("unit") != "teachers" or not (pd.notna(floor) and 0 < floor <= ALPHA):
+        return ""
+    orderings = _factorials(int(row["n"]), round(2 / floor))
+    at = [name for name in ("p_value", "p_equiv") if _on(row.get(name), floor)]
+    if not at:
+        return ""
+    text = f"{' = '.join(at)} = 2/{orderings} = {floor:.3g}, the permutation floor"
+    p_value, p_equiv = row.get("p_value", np.nan), row.get("p_equiv", np.nan)
+    raw = {ZERO: p_value, EQUIVALENCE: p_equiv,
+           BOTH: np.fmax(p_value, p_equiv)}.get(row.get("p_test"), np.nan)
+    adjusted = row.get("p_holm", np.nan)
+    if _on(raw, floor) and pd.notna(adjusted) and adjusted < 1:
+        times = adjusted / floor
+        if times >= 1 and _on(times, round(times)):
+            text += (f"; p_holm = {round(times)} x 2/{orderings} = {adjusted:.3g}, the floor "
+                     "times Holm's multiplier")
+    return text + ": more teachers needed for a smaller p"
+
+
+def _factorials(k: int, orderings: int) -> str:
+    """``orderings`` as the factorials of family sizes adding up to ``k`` teachers ("8!",
+    "(6! 2!)"), fewest families first; the plain number where none fits (a sampled test)."""
+    def splits(left: int, largest: int):
+        yield ()
+        for part in range(min(left, largest), 1, -1):
+            for rest in splits(left - part, part):
+                yield (part, *rest)
+
+    fits = [p for p in splits(k, k) if p and math.prod(map(math.factorial, p)) == orderings]
+    if not fits:
+        return str(orderings)
+    parts = min(fits, key=len)
+    text = " ".join(f"{n}!" for n in parts)
+    return text if len(parts) == 1 else f"({text})"
+
+
+def _on(p, value) -> bool:
+    """``p`` equals ``value`` up to rounding (p-values over orderings are exact fractions)."""
+    return pd.notna(p) and pd.notna(value) and bool(np.isclose(p, value, rtol=1e-9, atol=0.0))
+
+
 def _claim(claim: str, statistic: str, effect: dict, family: str = ALL) -> dict:
+    """One row of the table (CLAIM_COLUMNS), and ``side``: what the zero test alone says (see
+    :func:`kdcal.inference.side`), which Holm's step needs and claims.csv does not show."""
     row = {"claim": claim, "family": family, "statistic": statistic, "p_value": np.nan,
            **effect}
     row["note"] = _note(row)
-    return {k: row.get(k, np.nan) for k in CLAIM_COLUMNS}
+    return {**{k: row.get(k, np.nan) for k in CLAIM_COLUMNS}, "side": row.get("side", "")}
 
 
 def _size_claims(claim: str, statistic: str, frame: pd.DataFrame, x: str, y: str,
@@ -80,43 +133,49 @@ def interaction_frame(students: pd.DataFrame, mode: str, other="uncalibrated") -
 
 
 def _teaching_claim(teachers: pd.DataFrame, margins: Margins) -> dict | None:
-    """Claim 2, for every teacher and both metrics: supported only if every interval lies below
-    zero (intersection-union, each at 95%); contradicted if any lies above zero at the
-    Bonferroni level; equivalent if every interval lies inside its margin. Its p-value is the
-    intersection-union test's: twice the largest one-sided p-value of "lower"."""
+    """Claim 2, for every teacher and both metrics: its zero test shows a side if every interval
+    lies below zero (supported: intersection-union, each at 95%) or if any lies above zero at the
+    Bonferroni level (contradicted); its equivalence test rejects if every interval lies inside
+    its margin (intersection-union of the pairs' TOSTs); the verdict follows
+    (:func:`kdcal.inference.verdict_of`). ``p_value`` is the smaller of the two directions'
+    p-values: twice the largest one-sided p of "lower" (intersection-union) and 2 x pairs x the
+    smallest one-sided p of "higher" (Bonferroni); ``p_equiv`` the largest TOST p of the pairs."""
     tests = []
+    m = 2 * teachers["arch"].nunique()
     for arch, g in teachers.groupby("arch", sort=False):
         for metric, margin in (("ece", margins.ece), ("nll", margins.nll)):
             d = (g[f"{metric}_cal"] - g[metric]).to_numpy(float)
             mean, std, lo, hi, n = t_interval(d)
-            m = 2 * teachers["arch"].nunique()
             _, _, blo, _, _ = t_interval(d, 1 - ALPHA / m)
             p = t_p_value(mean, std, n)
-            lower = p / 2 if mean < 0 else 1 - p / 2  # one-sided p of "after < before"
             tests.append({"label": f"{metric.upper()} after - before, {arch}", "mean": mean,
                           "lo": lo, "hi": hi, "blo": blo, "n": n, "margin": margin,
-                          "lower": lower, "std": std,
+                          "lower": p / 2 if mean < 0 else 1 - p / 2,  # one-sided: after < before
+                          "higher": p / 2 if mean > 0 else 1 - p / 2,  # after > before
+                          "p_equiv": t_equivalence_p(mean, std, n, margin), "std": std,
                           "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin)})
     if not tests:
         return None
     finite = all(np.isfinite(t["hi"]) for t in tests)
     if finite and all(t["hi"] < 0 for t in tests):
-        verdict = "supported"
+        shown = "supported"
     elif any(np.isfinite(t["blo"]) and t["blo"] > 0 for t in tests):
-        verdict = "contradicted"
-    elif finite and all(-t["margin"] < t["lo"] and t["hi"] < t["margin"] for t in tests):
-        verdict = "equivalent"
+        shown = "contradicted"
     else:
-        verdict = "underpowered"
+        shown = ""
+    inside = finite and all(-t["margin"] < t["lo"] and t["hi"] < t["margin"] for t in tests)
     worst = max(tests, key=lambda t: t["hi"] if np.isfinite(t["hi"]) else np.inf)
-    lowers = [t["lower"] for t in tests]
+    lowers, highers = [t["lower"] for t in tests], [t["higher"] for t in tests]
+    equivs = [t["p_equiv"] for t in tests]
+    below = min(1.0, 2 * max(lowers)) if all(np.isfinite(lowers)) else np.nan
+    above = min(1.0, 2 * m * np.nanmin(highers)) if np.isfinite(highers).any() else np.nan
     effect = {"estimate": worst["mean"], "ci_low": worst["lo"], "ci_high": worst["hi"],
-              "unit": "seeds", "n": worst["n"],
-              "p_value": min(1.0, 2 * max(lowers)) if all(np.isfinite(lowers)) else np.nan,
+              "unit": "seeds", "n": worst["n"], "p_value": float(np.fmin(below, above)),
+              "p_equiv": max(equivs) if all(np.isfinite(equivs)) else np.nan,
               "p_floor": np.nan, "margin": worst["margin"],
               "mde": max(t["mde"] for t in tests), "needed": max(t["needed"] for t in tests),
               "needed_observed": units_needed_mean(worst["std"], abs(worst["mean"])),
-              "verdict": verdict}
+              "verdict": verdict_of(shown, inside), "side": shown}
     return _claim("2. temperature scaling lowers ECE and NLL for every teacher",
                   f"least favourable of {len(tests)} (teacher, metric) pairs: {worst['label']}, "
                   "mean over seeds", effect)
@@ -130,10 +189,12 @@ def claims_table(results: pd.DataFrame, margins: Margins = MARGINS) -> pd.DataFr
     kd_tau and val_acc (the tau control) it adds each calibrated mode against uncalibrated KD at
     the validation-tuned tau. Order: the teacher claims (1, 2), then the paper's main claim, the
     interaction (4., the benefit of calibration against teacher size), then 3, 4 and 5. Size
-    claims come per family of teachers and across families with a family term (``family``);
-    ``p_holm`` and ``verdict_holm`` adjust for the number of claims tested (Holm over one test per
-    claim, :func:`primary_tests`; the within-family rows beside a test across families are
-    secondary and carry neither).
+    claims come per family of teachers and across families with a family term (``family``).
+    Each row has two tests: ``p_value`` against 0, ``p_equiv`` against +-margin (TOST). ``p_holm``,
+    ``p_test`` and ``verdict_holm`` adjust for the number of claims tested
+    (:func:`kdcal.inference.holm_family` over both tests of one row per claim,
+    :func:`primary_tests`; the within-family rows beside a test across families are secondary
+    and carry none of them). A p-value on the permutation floor is named in ``note``.
     """
     teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]
     students = results[results["role"] == "student"]
@@ -185,15 +246,33 @@ def claims_table(results: pd.DataFrame, margins: Margins = MARGINS) -> pd.DataFr
                     "teachers per seed", seed_effect(per_seed_means(diff), "positive",
                                                      margins.acc)))
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    sides = [r["side"] for r in rows]
     primary = primary_tests(table)
-    table["p_holm"] = np.nan
-    table.loc[primary, "p_holm"] = holm(table.loc[primary, "p_value"])
-    table["verdict_holm"] = None
-    table.loc[primary, "verdict_holm"] = holm_verdicts(table.loc[primary, "verdict"],
-                                                       table.loc[primary, "p_holm"])
-    table.loc[~primary, "note"] = [
-        "; ".join(filter(None, (SECONDARY, n))) for n in table.loc[~primary, "note"]]
+    table["p_holm"], table["p_test"], table["verdict_holm"] = np.nan, None, None
+    if primary.any():
+        tests, adjusted, held = holm_family(table.loc[primary, "verdict"],
+                                            [s for s, p in zip(sides, primary) if p],
+                                            table.loc[primary, "p_value"],
+                                            table.loc[primary, "p_equiv"])
+        table.loc[primary, "p_holm"] = adjusted
+        table.loc[primary, "p_test"] = pd.Series(tests, index=table.index[primary], dtype=object)
+        table.loc[primary, "verdict_holm"] = pd.Series(held, index=table.index[primary],
+                                                       dtype=object)
+    table["note"] = [_notes(r, is_primary) for (_, r), is_primary in zip(table.iterrows(), primary)]
     return table
+
+
+def _notes(row, is_primary: bool) -> str:
+    """The row's note, after Holm: secondary rows say so; a negligible verdict that Holm splits
+    says which test stands; a p-value on the permutation floor says that only teachers lower it."""
+    split = ""
+    if row["verdict"] == "negligible" and row["verdict_holm"] in (DECIDED + ("equivalent",)):
+        kept, lost = ((ZERO, EQUIVALENCE) if row["verdict_holm"] != "equivalent"
+                      else (EQUIVALENCE, ZERO))
+        split = (f"negligible before Holm; after it only the {kept} test stands (the {lost} "
+                 "test's adjusted p is not below 5%)")
+    return "; ".join(filter(None, (None if is_primary else SECONDARY, split, row["note"],
+                                   floor_note(row))))
 
 
 SECONDARY = "within one family: secondary, not adjusted (the claim's test is across families)"
@@ -241,13 +320,11 @@ def claims_summary(claims: pd.DataFrame) -> str:
                      f"({c['statistic']} = {_fmt(c['estimate'])}, {ci}, n = {c['n']} "
                      f"{c['unit']}, {_margin_text(c)}{mde}{note})")
     counts = claims["verdict"].value_counts()
-    lines.append("In this run: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                             ("supported", "contradicted", "equivalent",
-                                              "underpowered")) + ".")
+    lines.append("In this run: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
     if "verdict_holm" in claims:
         held = claims["verdict_holm"].value_counts()
-        lines.append(f"After Holm's adjustment over {int(claims['p_value'].notna().sum())} "
-                     "tests: " + ", ".join(f"{held.get(v, 0)} {v}" for v in
-                                          ("supported", "contradicted", "equivalent",
-                                           "underpowered")) + ".")
+        adjusted = claims["p_holm"] if "p_holm" in claims else claims["verdict_holm"]
+        lines.append(f"After Holm's adjustment over the {int(adjusted.notna().sum())} claims "
+                     "tested (both tests of each, one family): "
+                     + ", ".join(f"{held.get(v, 0)} {v}" for v in VERDICTS) + ".")
     return "\n".join(lines)

@@ -12,10 +12,63 @@ Two units of replication, never mixed:
   teachers there are k! orderings, so no two-sided p-value can fall below 2/k!; with 4 teachers
   (2/24 = 0.083) the interval is unbounded and the verdict is honestly ``underpowered``.
 
-One verdict rule (:func:`decide`) turns an interval into ``supported``, ``contradicted``,
-``equivalent`` (the whole interval inside +-margin) or ``underpowered``; simulations in
-``tests/test_inference.py`` check that with no effect it decides (supported/contradicted) in at
-most about 5% of studies, and that it finds a clear effect with enough seeds and teachers.
+**Two tests per claim, one 95% interval.** Every claim has an effect theta and a margin m (what
+counts as no effect worth the name), and two null hypotheses:
+
+- the *zero* null, theta = 0: ``p_value``, two-sided (twice the smaller one-sided p-value);
+- the *equivalence* null, |theta| >= m: ``p_equiv``, two one-sided tests (TOST) of theta <= -m
+  and of theta >= m, each one-sided at 2.5%, reported as **twice the larger** of the two one-sided
+  p-values (capped at 1). Doubling puts both p-values on the 5% scale of the two-sided 95%
+  intervals, so that "the test rejects at 5%" and "the interval decides" are one statement:
+  the interval excludes 0 exactly when ``p_value`` is below 5%, and lies inside +-m exactly
+  when ``p_equiv`` is below 5% (for the t-test; a permutation interval contains its ends, so
+  there a p of exactly 5%, possible when 40 divides the number of orderings, still decides). A
+  doubled TOST p is a valid p-value, conservative: at theta = +-m it is below 5% in at most 2.5%
+  of studies (one one-sided test at 2.5%), the price of matching the 95% interval.
+
+For seeds the TOST uses Student's t; for teachers it uses the same permutation machinery as the
+interval (the interval *is* the inversion of these tests: y - b x at b = -m and b = +m), so the
+two never disagree; claim 2 (every teacher, both metrics) takes the largest TOST p of its pairs
+(intersection-union). One verdict rule (:func:`decide`) reads the interval:
+
+- ``supported`` / ``contradicted``: the interval excludes 0 on the side the claim predicts / the
+  other side, and does not lie inside +-m (an effect is shown; it may be large);
+- ``negligible``: it excludes 0 *and* lies inside +-m: an effect is shown, smaller than the margin;
+  neither supported nor contradicted;
+- ``equivalent``: it lies inside +-m and does not exclude 0;
+- ``underpowered``: none of these.
+
+**Holm over the claims, both tests in one family** (:func:`holm_family`). The zero null and the
+equivalence null of one claim are disjoint (theta = 0 has |theta| < m), so at most one of a claim's
+two nulls is true, and any set of nulls that can be true together holds at most one per claim: at
+most as many as there are claims. Closed testing with a Bonferroni test of every such intersection
+(an intersection holding both nulls of one claim is empty and is rejected outright) controls the
+family-wise error over all 2 x claims hypotheses, whatever the dependence between the tests (the
+local tests are Bonferroni's). Its shortcut: a test of claim i is rejected when Holm's step-down
+over *its* p-value and, for every other claim j, the larger of j's two p-values ``max(p_value_j,
+p_equiv_j)`` rejects it (another claim leaves the count only once both its nulls are rejected:
+until then one of them may be the true one). So the multiplier counts claims, not tests (and equals
+Shaffer's step-down over all 2 x claims p-values with that logical constraint;
+``tests/test_inference_holm.py`` checks the two agree). ``verdict_holm`` keeps what survives at
+adjusted p < 5% (strictly below, as before this rule): supported or contradicted needs the zero
+test, equivalent the TOST, negligible both; a negligible claim whose TOST fails after adjustment
+while its zero test survives becomes supported or contradicted (and the reverse, equivalent); every
+claim's verdict is a statement about rejected nulls, each of which closed testing controls on its
+own. ``p_holm`` is the adjusted p of the test behind ``verdict_holm`` (``p_test``: zero,
+equivalence or both; where Holm demotes a verdict to underpowered, of the test that failed; for an
+underpowered claim, the smaller of the two).
+
+Representing the other claims by the p-value of their *verdict* (the zero p of a supported claim,
+the TOST p of an equivalent one) instead of the larger of the two would not be valid: with many
+claims whose effect is exactly 0 and whose equivalence is shown, each such claim would step out of
+the count at its tiny TOST p, and the last one's chance zero-test p would be compared with 5% alone
+(``tests/test_inference_holm.py`` measures that error at about 20% with 5 such claims).
+
+Simulations in ``tests/test_inference.py`` and ``tests/test_inference_holm.py`` check the rule's
+error rates: with no effect it declares supported, contradicted or negligible in at most about 5%
+of studies, with the effect at the margin it declares equivalent in at most about 2.5%, a clear
+effect with enough data is found, a tiny effect with many seeds is called negligible, and Holm
+over the mixed family keeps the family-wise error at or below 5%.
 """
 from __future__ import annotations
 
@@ -33,8 +86,10 @@ POWER = 0.8  # for minimum detectable effects and the seeds/teachers needed
 EXACT_LIMIT = 50_000  # enumerate every ordering up to 8 teachers; Monte Carlo beyond
 MONTE_CARLO = 20_000
 
-VERDICTS = ("supported", "contradicted", "equivalent", "underpowered")
-DECIDED = ("supported", "contradicted")
+VERDICTS = ("supported", "contradicted", "negligible", "equivalent", "underpowered")
+DECIDED = ("supported", "contradicted")  # an effect shown, not inside the margin
+ZERO, EQUIVALENCE, BOTH = "zero", "equivalence", "both"  # p_test: the test(s) behind a verdict
+TESTS_OF = {"supported": ZERO, "contradicted": ZERO, "equivalent": EQUIVALENCE, "negligible": BOTH}
 
 
 @dataclass(frozen=True)
@@ -70,28 +125,48 @@ VERDICT_RULE = (
     "Unit of replication: the seed for paired comparisons (one value per seed, t-interval over "
     "seeds); the teacher for size claims (teacher means over seeds, slope per doubling of "
     "parameters, exact permutation interval over teachers, within a family of teachers or "
-    "across families with a family term). On the 95% interval: supported = entirely on the "
-    "side the claim predicts; contradicted = entirely on the other side (both whatever the "
-    "margin: an effect is shown, not that it is large); equivalent = entirely inside +-margin; "
-    "underpowered = none of these (the interval crosses 0 and reaches past a margin). "
-    "Holm's adjustment over the table's tests gives verdict_holm: a decided verdict whose "
-    "Holm-adjusted p-value is not below 5% becomes underpowered. mde: the smallest effect this "
-    "design detects with 80% power; needed: seeds or teachers to detect the margin; "
-    "needed_observed: to detect the effect observed.")
+    "across families with a family term). Two tests per claim: p_value against 0, p_equiv "
+    "against +-margin (two one-sided tests, t over seeds or permutations over teachers, twice "
+    "the larger one-sided p: below 5% exactly when the 95% interval lies inside +-margin). On "
+    "the 95% interval: supported = entirely on the side the claim predicts and not entirely "
+    "inside +-margin; contradicted = the same on the other side; negligible = excludes 0 and "
+    "lies inside +-margin (an effect shown, smaller than the margin); equivalent = inside "
+    "+-margin, touching or crossing 0; underpowered = none of these (the interval crosses 0 and "
+    "reaches past a margin). Holm's adjustment over one family holding both tests of every "
+    "claim (each other claim counted until both its p-values are passed) gives verdict_holm: "
+    "a verdict stands only where the adjusted p of its test (p_test: zero, equivalence or both) "
+    "is below 5%, else the test that survives decides, else underpowered. mde: the smallest "
+    "effect this design detects with 80% power; needed: seeds or teachers to detect the "
+    "margin; needed_observed: to detect the effect observed.")
+
+
+def side(low: float, high: float, direction: str) -> str:
+    """What the zero test alone says: 'supported' (the interval excludes 0 on the side
+    ``direction`` predicts), 'contradicted' (on the other side) or '' (it does not exclude 0)."""
+    if direction not in ("positive", "negative"):
+        raise ValueError(f"direction {direction!r} must be 'positive' or 'negative'")
+    above, below = bool(low > 0), bool(high < 0)
+    if not (above or below):
+        return ""
+    return "supported" if above == (direction == "positive") else "contradicted"
+
+
+def verdict_of(shown: str, inside: bool) -> str:
+    """The verdict from the two tests: ``shown`` the zero test's side ('' where it does not
+    reject), ``inside`` whether the equivalence test rejects."""
+    if shown:
+        return "negligible" if inside else shown
+    return "equivalent" if inside else "underpowered"
 
 
 def decide(low: float, high: float, direction: str, margin: float) -> str:
-    """The one verdict rule; ``direction`` is what the claim predicts: 'positive' or 'negative'."""
+    """The one verdict rule; ``direction`` is what the claim predicts: 'positive' or 'negative'.
+    The interval excluding 0 is the zero test rejecting; lying strictly inside +-margin is the
+    equivalence test (TOST) rejecting."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return "underpowered"
-    if direction not in ("positive", "negative"):
-        raise ValueError(f"direction {direction!r} must be 'positive' or 'negative'")
-    above, below = low > 0, high < 0
-    if above or below:
-        return "supported" if above == (direction == "positive") else "contradicted"
-    if -margin < low and high < margin:
-        return "equivalent"
-    return "underpowered"
+    shown = side(low, high, direction)
+    return verdict_of(shown, bool(-margin < low and high < margin))
 
 
 # ---------------------------------------------------------------- seeds as units
@@ -133,13 +208,14 @@ def units_needed_mean(std: float, margin: float, limit: int = 1000) -> float:
 
 
 def seed_effect(values, direction: str, margin: float) -> dict:
-    """One value per seed -> estimate, t-interval, verdict, mde, seeds needed."""
+    """One value per seed -> estimate, t-interval, both tests, verdict, mde, seeds needed."""
     mean, std, lo, hi, n = t_interval(values)
     return {"estimate": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n, "unit": "seeds",
-            "p_value": t_p_value(mean, std, n), "p_floor": 0.0 if n >= 2 else np.nan,
+            "p_value": t_p_value(mean, std, n), "p_equiv": t_equivalence_p(mean, std, n, margin),
+            "p_floor": 0.0 if n >= 2 else np.nan,
             "margin": margin, "mde": mde_mean(std, n), "needed": units_needed_mean(std, margin),
             "needed_observed": units_needed_mean(std, abs(mean)),
-            "verdict": decide(lo, hi, direction, margin)}
+            "verdict": decide(lo, hi, direction, margin), "side": side(lo, hi, direction)}
 
 
 def t_p_value(mean: float, std: float, n: int) -> float:
@@ -149,6 +225,25 @@ def t_p_value(mean: float, std: float, n: int) -> float:
     if std == 0:
         return 0.0 if mean != 0 else 1.0
     return float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+
+
+def t_equivalence_p(mean, std, n, margin):
+    """The TOST p-value against +-``margin``: twice the larger of the one-sided t-test p-values
+    of "mean <= -margin" and "mean >= margin", capped at 1 (at most 5% exactly when the 95%
+    t-interval lies inside +-margin). NaN below two units or without a margin; elementwise over
+    arrays (the simulations use it so)."""
+    mean, std, n, margin = np.broadcast_arrays(*(np.asarray(v, float)
+                                                 for v in (mean, std, n, margin)))
+    ok = (n >= 2) & np.isfinite(std) & np.isfinite(margin) & np.isfinite(mean)
+    out = np.full(mean.shape, np.nan)
+    se = np.where(ok & (std > 0), std / np.sqrt(np.where(ok, n, 2)), 1.0)
+    df = np.where(ok, n - 1, 1)
+    lower = stats.t.sf((mean + margin) / se, df)  # small when mean is well above -margin
+    upper = stats.t.sf((margin - mean) / se, df)  # small when mean is well below +margin
+    tost = np.minimum(1.0, 2 * np.maximum(lower, upper))
+    exact = np.where(np.abs(mean) < margin, 0.0, 1.0)  # no spread: inside or not
+    out[ok] = np.where(std[ok] > 0, tost[ok], exact[ok])
+    return float(out) if out.ndim == 0 else out
 
 
 # ---------------------------------------------------------------- teachers as units
@@ -253,32 +348,67 @@ def slope_interval(x, y, strata=None) -> tuple[float, float, float, float]:
     each family its own intercept) and x is only reordered inside each family, so the families'
     offsets never enter the test: sum((x_P - x) c_f) = 0 for any constant per family.
     """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if strata is not None:
-        order, sizes = _blocks(strata)
-        x, y, strata = x[order], y[order], np.asarray(list(strata))[order]
-    else:
-        sizes = (len(x),)
-    k = len(x)
-    xc = _within(x, strata)
-    if k < 3 or np.allclose(xc, 0.0) or k - len(sizes) < 2:
+    tests = SlopeTests.of(x, y, strata)
+    if tests is None:
         return (np.nan, np.nan, np.nan, np.nan)
-    slope = float(xc @ y / (xc @ xc))
-    perms = _orderings_within(sizes)
-    shift = x[perms] - x
-    a, b = shift @ y, shift @ x
-    tied = np.isclose(b, 0.0, atol=1e-12 * (xc @ xc))
-    crit = np.sort(a[~tied] / b[~tied])
-    n_total, n0 = len(perms), int(tied.sum())
-    cut = ALPHA / 2 * n_total
-    if n0 > cut:
-        low, high = -np.inf, np.inf
-    else:
-        j = int(math.floor(cut - n0)) + 1  # the j-th smallest / largest critical slope
-        low, high = float(crit[j - 1]), float(crit[len(crit) - j])
-    p_up = (n0 + np.sum(crit <= 0)) / n_total  # small when the slope is positive
-    p_down = (n0 + np.sum(crit >= 0)) / n_total
-    return slope, low, high, float(min(1.0, 2 * min(p_up, p_down)))
+    return (tests.slope, *tests.interval(), tests.p_zero())
+
+
+@dataclass(frozen=True)
+class SlopeTests:
+    """The permutation tests of a slope over teachers, every one from the same critical slopes:
+    ``crit`` (sorted), ``tied`` orderings that never reject, ``total`` orderings."""
+    slope: float
+    crit: np.ndarray
+    tied: int
+    total: int
+
+    @classmethod
+    def of(cls, x, y, strata=None) -> "SlopeTests | None":
+        """None where no test exists (fewer than 3 teachers, no spread in x, or fewer than two
+        teachers beyond one per family)."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if strata is not None:
+            order, sizes = _blocks(strata)
+            x, y, strata = x[order], y[order], np.asarray(list(strata))[order]
+        else:
+            sizes = (len(x),)
+        xc = _within(x, strata)
+        if len(x) < 3 or np.allclose(xc, 0.0) or len(x) - len(sizes) < 2:
+            return None
+        perms = _orderings_within(sizes)
+        shift = x[perms] - x
+        a, b = shift @ y, shift @ x
+        tied = np.isclose(b, 0.0, atol=1e-12 * (xc @ xc))
+        return cls(float(xc @ y / (xc @ xc)), np.sort(a[~tied] / b[~tied]), int(tied.sum()),
+                   len(perms))
+
+    def p_above(self, b: float) -> float:
+        """One-sided p of "slope <= b" (small when the slope is above b)."""
+        return (self.tied + int(np.sum(self.crit <= b))) / self.total
+
+    def p_below(self, b: float) -> float:
+        """One-sided p of "slope >= b" (small when the slope is below b)."""
+        return (self.tied + int(np.sum(self.crit >= b))) / self.total
+
+    def interval(self) -> tuple[float, float]:
+        """Every b that neither one-sided test rejects at 2.5% (p <= 2.5% rejects)."""
+        cut = ALPHA / 2 * self.total
+        if self.tied > cut:
+            return -np.inf, np.inf
+        j = int(math.floor(cut - self.tied)) + 1  # the j-th smallest / largest critical slope
+        return float(self.crit[j - 1]), float(self.crit[len(self.crit) - j])
+
+    def p_zero(self) -> float:
+        """Two-sided p of slope 0: twice the smaller one-sided p."""
+        return float(min(1.0, 2 * min(self.p_above(0.0), self.p_below(0.0))))
+
+    def p_equiv(self, margin: float) -> float:
+        """TOST p against +-``margin``: twice the larger of p_above(-margin) and
+        p_below(margin); at most 5% exactly when the interval lies inside +-margin."""
+        if not np.isfinite(margin):
+            return np.nan
+        return float(min(1.0, 2 * max(self.p_above(-margin), self.p_below(margin))))
 
 
 def mde_slope(x, y, strata=None) -> tuple[float, float]:
@@ -315,7 +445,12 @@ def size_effect(x, y, direction: str, margin: float, strata=None) -> dict:
     """Teachers as units: ``x`` log2 parameters and ``y`` a mean over seeds, one per teacher;
     ``strata`` (a family per teacher) adds a family term (see :func:`slope_interval`)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    slope, lo, hi, p = slope_interval(x, y, strata)
+    tests = SlopeTests.of(x, y, strata)
+    if tests is None:
+        slope = lo = hi = p = p_equiv = np.nan
+    else:
+        (lo, hi), slope = tests.interval(), tests.slope
+        p, p_equiv = tests.p_zero(), tests.p_equiv(margin)
     mde, sigma = mde_slope(x, y, strata)
     floor = permutation_floor(len(x), strata) if len(x) >= 3 else np.nan
     if not floor <= ALPHA:  # the level is out of reach: nothing is detectable at this design
@@ -323,11 +458,11 @@ def size_effect(x, y, direction: str, margin: float, strata=None) -> dict:
     groups = len(set(strata)) if strata is not None else 1
     xc = _within(x, strata)
     return {"estimate": slope, "ci_low": lo, "ci_high": hi, "n": len(x), "unit": "teachers",
-            "p_value": p, "p_floor": floor,
+            "p_value": p, "p_equiv": p_equiv, "p_floor": floor,
             "spearman": rank_correlation(x, y), "margin": margin, "mde": mde,
             "needed": teachers_needed(xc, sigma, margin, groups=groups),
             "needed_observed": teachers_needed(xc, sigma, abs(slope), groups=groups),
-            "verdict": decide(lo, hi, direction, margin)}
+            "verdict": decide(lo, hi, direction, margin), "side": side(lo, hi, direction)}
 
 
 # ---------------------------------------------------------------- multiplicity
@@ -411,3 +546,49 @@ def slope_noise(values, x, strata=None) -> tuple[float, float]:
     seed_var = float((inter ** 2).sum() / ((k - 1) * (s - 1)))
     _, resid_sd = mde_slope(x, v.mean(1), strata)
     return float(np.sqrt(max(0.0, resid_sd ** 2 - seed_var / s))), float(np.sqrt(seed_var))
+
+
+def holm_within(p_values, others) -> np.ndarray:
+    """Each of ``p_values`` Holm-adjusted in the family where its own claim holds it and every
+    other claim j holds ``others[j]`` (the larger of j's two p-values): position i of
+    :func:`holm` over ``others`` with ``others[i]`` replaced by ``p_values[i]``. NaN stays NaN."""
+    p, others = np.asarray(p_values, float), np.asarray(others, float)
+    out = np.full(len(p), np.nan)
+    for i in np.flatnonzero(np.isfinite(p)):
+        family = others.copy()
+        family[i] = p[i]
+        out[i] = holm(family)[i]
+    return out
+
+
+def holm_family(verdicts, sides, p_zero, p_equiv) -> tuple[list, np.ndarray, list]:
+    """(p_test, p_holm, verdict_holm) over one family of claims, both tests of each claim in it
+    (the module docstring gives the argument).
+
+    ``verdicts``: each claim's verdict before adjustment; ``sides``: what its zero test alone
+    says (:func:`side`); ``p_zero``, ``p_equiv``: its two p-values (NaN: no such test). Each
+    test is adjusted by :func:`holm_within` against the other claims' larger p-value; a test
+    stands where its adjusted p is below ALPHA and the verdict before adjustment rested on it (no
+    verdict is ever upgraded). ``verdict_holm`` is :func:`verdict_of` the tests that stand;
+    ``p_test`` names the test(s) behind it ('both' for negligible: ``p_holm`` is the larger of
+    the two adjusted p-values) or, where Holm demotes a verdict to underpowered, the test(s) that
+    failed; for a claim underpowered before adjustment, the test with the smaller p.
+    """
+    pz, pe = np.asarray(p_zero, float), np.asarray(p_equiv, float)
+    larger = np.fmax(pz, pe)  # NaN only where the claim has no test at all
+    adj_zero, adj_equiv = holm_within(pz, larger), holm_within(pe, larger)
+    tests, adjusted, held = [], np.full(len(pz), np.nan), []
+    for i, (verdict, shown) in enumerate(zip(verdicts, sides)):
+        zero = adj_zero[i] < ALPHA and verdict in ("supported", "contradicted", "negligible")
+        equiv = adj_equiv[i] < ALPHA and verdict in ("equivalent", "negligible")
+        after = verdict_of(shown if zero else "", equiv)
+        test = TESTS_OF.get(after if after != "underpowered" else verdict)
+        if test is None:  # underpowered before adjustment: the test nearer to deciding
+            test = (None if np.isnan(larger[i]) else
+                    EQUIVALENCE if np.isnan(pz[i]) or pe[i] < pz[i] else ZERO)
+        by_test = {ZERO: adj_zero[i], EQUIVALENCE: adj_equiv[i],
+                   BOTH: np.fmax(adj_zero[i], adj_equiv[i]), None: np.nan}
+        tests.append(test)
+        adjusted[i] = by_test[test]
+        held.append(after)
+    return tests, adjusted, held

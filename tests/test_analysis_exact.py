@@ -41,6 +41,58 @@ def t_ci(values, confidence: float = 0.95):
     return mean, std, mean - half, mean + half, n
 
 
+def tost_by_hand(values, margin) -> float:
+    """TOST against +-margin, written independently with scipy's one-sided t-tests: twice the
+    larger p of "mean <= -margin" and "mean >= margin" (no spread: 0 inside, 1 outside)."""
+    v = np.asarray(values, float)
+    if len(v) < 2 or not np.isfinite(margin):
+        return np.nan
+    if v.std() == 0:
+        return 0.0 if abs(v.mean()) < margin else 1.0
+    above = stats.ttest_1samp(v, -margin, alternative="greater").pvalue
+    below = stats.ttest_1samp(v, margin, alternative="less").pvalue
+    return min(1.0, 2 * max(above, below))
+
+
+def shaffer_by_hand(p_zero, p_equiv):
+    """Both tests of every claim in one step-down (Shaffer's, with the logical constraint that
+    a claim's two nulls cannot both be true): all p-values sorted; at each step the multiplier
+    is the number of claims with a test not yet passed. Returns the adjusted (zero, equiv)."""
+    tests = [(p, i, k) for k, ps in enumerate((p_zero, p_equiv)) for i, p in enumerate(ps)
+             if np.isfinite(p)]
+    tests.sort(key=lambda t: t[0])
+    left = {i: sum(1 for t in tests if t[1] == i) for i in {t[1] for t in tests}}
+    out = [np.full(len(p_zero), np.nan), np.full(len(p_zero), np.nan)]
+    running = 0.0
+    for p, i, k in tests:
+        running = max(running, min(1.0, sum(1 for n in left.values() if n) * p))
+        out[k][i] = running
+        left[i] -= 1
+    return out
+
+
+def holm_family_by_hand(verdicts, sides, p_zero, p_equiv):
+    """(p_test, p_holm, verdict_holm): a test stands below 5% after Shaffer's step-down where the
+    verdict rested on it; the verdict follows from the tests that stand."""
+    zero, equiv = shaffer_by_hand(np.asarray(p_zero, float), np.asarray(p_equiv, float))
+    tests, adjusted, held = [], [], []
+    for v, side, pz, pe, az, ae in zip(verdicts, sides, p_zero, p_equiv, zero, equiv):
+        z = az < 0.05 and v in ("supported", "contradicted", "negligible")
+        e = ae < 0.05 and v in ("equivalent", "negligible")
+        after = ("negligible" if z and e else side if z else "equivalent" if e
+                 else "underpowered")
+        basis = after if after != "underpowered" else v
+        test = {"supported": "zero", "contradicted": "zero", "equivalent": "equivalence",
+                "negligible": "both"}.get(basis)
+        if test is None:
+            test = (None if np.isnan(pz) and np.isnan(pe) else
+                    "equivalence" if np.isnan(pz) or pe < pz else "zero")
+        tests.append(test)
+        adjusted.append({"zero": az, "equivalence": ae, "both": max(az, ae), None: np.nan}[test])
+        held.append(after)
+    return tests, np.array(adjusted, float), held
+
+
 def same(a, b) -> bool:
     """Equal values, NaN equal to NaN, floats to 1e-12 relative; types must agree on None."""
     if a is None or b is None:
@@ -161,7 +213,7 @@ def paired_rows(students, mode_a, b_of, value, margin, comparison, order=None):
         mean, std, lo, hi, n = t_ci(values)
         p = stats.ttest_1samp(values, 0.0).pvalue if n >= 2 else np.nan
         return {"mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n, "p_value": p,
-                "mde": inference.mde_mean(std, n),
+                "p_equiv": tost_by_hand(values, margin), "mde": inference.mde_mean(std, n),
                 "seeds_needed": inference.units_needed_mean(std, margin),
                 "seeds_needed_observed": inference.units_needed_mean(std, abs(mean)),
                 "verdict": inference.decide(lo, hi, "positive", margin)}
@@ -208,7 +260,7 @@ def test_paired_differences_against_uncalibrated_every_column():
     want = paired_rows(s, "replace", value_of(s, "uncalibrated"), "acc", MARGINS.acc,
                        "replace - uncalibrated", order=["a", "b"])
     assert list(got.columns) == ["comparison", "teacher", "pairs", "mean", "std", "ci_low",
-                                 "ci_high", "n", "p_value", "mde", "seeds_needed",
+                                 "ci_high", "n", "p_value", "p_equiv", "mde", "seeds_needed",
                                  "seeds_needed_observed", "verdict"]
     assert got["pairs"].tolist() == [2, 3, 5]
     assert_frame(got, want)
@@ -253,10 +305,13 @@ def test_mode_differences_is_every_mode_against_baseline_then_against_uncalibrat
              analysis.paired_differences(s, "compose", "uncalibrated"),
              analysis.paired_differences(s, "replace", "uncalibrated")]
     want = pd.concat(parts, ignore_index=True)
-    want.insert(want.columns.get_loc("p_value") + 1, "p_holm", holm_by_hand(want["p_value"]))
-    want.insert(want.columns.get_loc("verdict") + 1, "verdict_holm", [
-        "underpowered" if v in ("supported", "contradicted") and not ph < 0.05 else v
-        for v, ph in zip(want["verdict"], want["p_holm"])])
+    sides = ["supported" if lo > 0 else "contradicted" if hi < 0 else ""
+             for lo, hi in zip(want["ci_low"], want["ci_high"])]
+    tests, adjusted, held = holm_family_by_hand(want["verdict"], sides, want["p_value"],
+                                                want["p_equiv"])
+    want.insert(want.columns.get_loc("p_equiv") + 1, "p_holm", adjusted)
+    want.insert(want.columns.get_loc("p_holm") + 1, "p_test", tests)
+    want.insert(want.columns.get_loc("verdict") + 1, "verdict_holm", held)
     assert_frame(got, want)
     # the raw verdicts decide more rows than survive the adjustment over 15 tests
     assert (got["verdict"].isin(["supported", "contradicted"]).sum()
@@ -449,13 +504,13 @@ def test_note_is_empty_when_the_verdict_is_decided():
 
 def test_claim_row_fills_what_the_effect_lacks_with_nan():
     got = claim_tests._claim("c", "s", {"unit": "seeds", "n": 1, "verdict": "underpowered"})
-    assert list(got) == claim_tests.CLAIM_COLUMNS
+    assert list(got) == claim_tests.CLAIM_COLUMNS + ["side"] and got["side"] == ""
     assert (got["claim"], got["statistic"], got["unit"], got["n"], got["verdict"]) == (
         "c", "s", "seeds", 1, "underpowered")
     assert got["note"] == "only 1 seeds: no interval"
     assert got["family"] == "all"
-    for k in ("estimate", "ci_low", "ci_high", "p_value", "p_floor", "p_holm", "margin",
-              "margin_span", "mde", "needed", "needed_observed"):
+    for k in ("estimate", "ci_low", "ci_high", "p_value", "p_equiv", "p_floor", "p_holm",
+              "p_test", "margin", "margin_span", "mde", "needed", "needed_observed"):
         assert isinstance(got[k], float) and math.isnan(got[k]), k
 
 
@@ -486,23 +541,39 @@ def claim2_tests(frame, margins):
     return out
 
 
-def expected_claim2(frame, margins, worst, verdict, note):
+def expected_claim2(frame, margins, worst, verdict, note, side=None):
     tests = claim2_tests(frame, margins)
     d, mean, std, lo, hi, n, margin = tests[worst]
-    # intersection-union: every pair must be lower; twice the largest one-sided p of "lower"
-    # (no spread: a mean of 0 is p = 1, anything else p = 0, where scipy gives NaN)
-    lowers = [(stats.ttest_1samp(t[0], 0.0, alternative="less").pvalue if t[2] > 0
-               else 0.0 if t[1] < 0 else 1.0) if t[5] >= 2 else np.nan for t in tests.values()]
+
+    def one_sided(t, alternative):  # no spread: p = 0 on the tested side, else 1 (scipy: NaN)
+        if t[5] < 2:
+            return np.nan
+        if t[2] > 0:
+            return stats.ttest_1samp(t[0], 0.0, alternative=alternative).pvalue
+        return 0.0 if (t[1] < 0 if alternative == "less" else t[1] > 0) else 1.0
+
+    # intersection-union: every pair must be lower; twice the largest one-sided p of "lower";
+    # Bonferroni for "some pair higher": 2 x pairs x the smallest one-sided p of "higher"
+    lowers = [one_sided(t, "less") for t in tests.values()]
+    highers = [one_sided(t, "greater") for t in tests.values()]
+    below = min(1.0, 2 * max(lowers)) if np.isfinite(lowers).all() else np.nan
+    above = (min(1.0, 2 * len(tests) * np.nanmin(highers)) if np.isfinite(highers).any()
+             else np.nan)
+    equivs = [tost_by_hand(t[0], t[6]) for t in tests.values()]
     return {"claim": CLAIM2, "family": "all",
             "statistic": f"least favourable of {len(tests)} (teacher, metric) pairs: "
                          f"{worst[1].upper()} after - before, {worst[0]}, mean over seeds",
             "estimate": mean, "ci_low": lo, "ci_high": hi, "unit": "seeds", "n": n,
-            "p_value": min(1.0, 2 * max(lowers)) if np.isfinite(lowers).all() else np.nan,
-            "p_floor": np.nan, "p_holm": np.nan, "margin": margin, "margin_span": np.nan,
+            "p_value": np.fmin(below, above),
+            "p_equiv": max(equivs) if np.isfinite(equivs).all() else np.nan,
+            "p_floor": np.nan, "p_holm": np.nan, "p_test": np.nan, "margin": margin,
+            "margin_span": np.nan,
             "mde": max(inference.mde_mean(t[2], t[5]) for t in tests.values()),
             "needed": max(inference.units_needed_mean(t[2], t[6]) for t in tests.values()),
             "needed_observed": inference.units_needed_mean(std, abs(mean)),
-            "verdict": verdict, "verdict_holm": np.nan, "note": note}
+            "verdict": verdict, "verdict_holm": np.nan, "note": note,
+            "side": verdict if side is None and verdict in ("supported", "contradicted")
+            else side or ""}
 
 
 def test_claim2_supported_when_every_interval_is_below_zero():
@@ -531,6 +602,18 @@ def test_claim2_contradicted_when_an_interval_is_above_zero_at_the_bonferroni_le
     assert t_ci(d, 1 - 0.05 / 4)[2] > 0 > t_ci(d, 1 - 0.05 / 6)[2]  # the design's premise
     got = claim_tests._teaching_claim(frame, CUSTOM)
     assert_row(got, expected_claim2(frame, CUSTOM, ("alpha", "nll"), "contradicted", ""))
+    # the p-value of the verdict's direction: 2 x 4 pairs x the one-sided p of "higher"
+    higher = stats.ttest_1samp(d, 0.0, alternative="greater").pvalue
+    assert got["p_value"] == pytest.approx(8 * higher) and got["p_value"] < 0.05
+
+
+def test_claim2_negligible_when_every_pair_is_lower_but_inside_its_margin():
+    frame = teacher_frame({"zeta": (-0.004 + 0.0002 * Z4, -0.005 + 0.0004 * Z4),
+                           "alpha": (-0.002 + 0.0001 * Z4, -0.006 + 0.0003 * Z4)})
+    got = claim_tests._teaching_claim(frame, CUSTOM)  # margins: ECE 0.013, NLL 0.017
+    assert_row(got, expected_claim2(frame, CUSTOM, ("alpha", "ece"), "negligible", "",
+                                    side="supported"))
+    assert got["p_value"] < 0.05 and got["p_equiv"] < 0.05
 
 
 def test_claim2_not_contradicted_when_only_the_plain_95_interval_is_above_zero():
@@ -617,10 +700,18 @@ def seed_claim(claim, statistic, per_seed, margin, note):
     return {"claim": claim, "family": "all", "statistic": statistic, "estimate": e["estimate"],
             "ci_low": e["ci_low"], "ci_high": e["ci_high"], "unit": "seeds", "n": e["n"],
             "p_value": stats.ttest_1samp(per_seed, 0.0).pvalue if len(per_seed) >= 2 else np.nan,
-            "p_floor": e["p_floor"], "p_holm": None, "margin": margin, "margin_span": np.nan,
-            "mde": e["mde"], "needed": e["needed"],
+            "p_equiv": tost_by_hand(per_seed, margin),
+            "p_floor": e["p_floor"], "p_holm": None, "p_test": None, "margin": margin,
+            "margin_span": np.nan, "mde": e["mde"], "needed": e["needed"],
             "needed_observed": inference.units_needed_mean(e["std"], abs(e["estimate"])),
-            "verdict": e["verdict"], "verdict_holm": None, "note": note}
+            "verdict": e["verdict"], "verdict_holm": None, "note": note,
+            "side": side_by_hand(e["ci_low"], e["ci_high"], "positive")}
+
+
+def side_by_hand(low, high, direction):
+    if not (low > 0 or high < 0):
+        return ""
+    return "supported" if (low > 0) == (direction == "positive") else "contradicted"
 
 
 def size_claim(claim, statistic, frame, key, x, y, direction, span_margin):
@@ -635,19 +726,28 @@ def size_claim(claim, statistic, frame, key, x, y, direction, span_margin):
     return {"claim": claim, "family": "depth",
             "statistic": f"{statistic}, within the depth ladder",
             **{k: e[k] for k in ("estimate", "ci_low", "ci_high", "unit", "n", "p_value",
-                                 "p_floor")}, "p_holm": None, "margin": e["margin"],
-            "margin_span": span_margin, "mde": e["mde"], "needed": e["needed"],
-            "needed_observed": e["needed_observed"], "verdict": e["verdict"],
-            "verdict_holm": None, "note": note}
+                                 "p_equiv", "p_floor")}, "p_holm": None, "p_test": None,
+            "margin": e["margin"], "margin_span": span_margin, "mde": e["mde"],
+            "needed": e["needed"], "needed_observed": e["needed_observed"],
+            "verdict": e["verdict"], "verdict_holm": None, "note": note,
+            "side": side_by_hand(e["ci_low"], e["ci_high"], direction)}
 
 
 def with_holm_by_hand(rows):
-    """Fill p_holm and verdict_holm over the whole table, as Holm defines them."""
-    adjusted = holm_by_hand([r["p_value"] for r in rows])
-    for r, ph in zip(rows, adjusted):
-        r["p_holm"] = ph
-        r["verdict_holm"] = ("underpowered" if r["verdict"] in ("supported", "contradicted")
-                             and not ph < 0.05 else r["verdict"])
+    """Fill p_holm, p_test and verdict_holm over the whole table (Shaffer's step-down over both
+    tests of every row), and the note of a p-value on the permutation floor of 5 teachers."""
+    tests, adjusted, held = holm_family_by_hand(
+        [r["verdict"] for r in rows], [r.pop("side") for r in rows],
+        [r["p_value"] for r in rows], [r["p_equiv"] for r in rows])
+    for r, test, ph, vh in zip(rows, tests, adjusted, held):
+        r["p_holm"], r["p_test"], r["verdict_holm"] = ph, test, vh
+        if r["unit"] == "teachers" and np.isclose(r["p_value"], 2 / 120):
+            floor = "p_value = 2/5! = 0.0167, the permutation floor"
+            if test == "zero" and np.isclose(ph / (2 / 120), round(ph / (2 / 120))) and ph < 1:
+                floor += (f"; p_holm = {round(ph / (2 / 120))} x 2/5! = {ph:.3g}, the floor "
+                          "times Holm's multiplier")
+            r["note"] = "; ".join(filter(None, (r["note"], floor
+                                                + ": more teachers needed for a smaller p")))
     return rows
 
 
@@ -805,7 +905,62 @@ def test_claims_summary_exact_sentences_and_counts():
         "- C: SUPPORTED (s3 = +2, no interval, n = 1 seeds, margin +-0.02)",
         "- D: CONTRADICTED (s4 = +inf, no interval, n = 2 seeds, margin +-0.02, detectable at this "
         "design: 0.5; x)",
-        "In this run: 1 supported, 1 contradicted, 0 equivalent, 2 underpowered."])
+        "In this run: 1 supported, 1 contradicted, 0 negligible, 0 equivalent, 2 underpowered."])
+
+
+def test_claims_summary_counts_negligible_and_the_claims_holm_counts():
+    claims = pd.DataFrame([
+        {"claim": "N", "family": "all", "statistic": "s", "estimate": 0.002, "ci_low": 0.001,
+         "ci_high": 0.003, "unit": "seeds", "n": 9, "margin": 0.005, "mde": 0.001,
+         "p_holm": 0.01, "verdict": "negligible", "verdict_holm": "negligible", "note": ""},
+        {"claim": "S", "family": "all", "statistic": "s", "estimate": 0.002, "ci_low": 0.001,
+         "ci_high": 0.009, "unit": "seeds", "n": 9, "margin": 0.005, "mde": 0.001,
+         "p_holm": 0.2, "verdict": "supported", "verdict_holm": "underpowered", "note": ""},
+        {"claim": "S", "family": "depth", "statistic": "s", "estimate": 0.002, "ci_low": 0.001,
+         "ci_high": 0.009, "unit": "seeds", "n": 9, "margin": 0.005, "mde": 0.001,
+         "p_holm": np.nan, "verdict": "supported", "verdict_holm": None, "note": ""}])
+    lines = claim_tests.claims_summary(claims).splitlines()
+    assert lines[0] == ("- N [all]: NEGLIGIBLE (s = +0.002, 95% CI [+0.001, +0.003], n = 9 seeds, "
+                        "margin +-0.005, detectable at this design: 0.001)")
+    assert lines[1].startswith("- S [all]: SUPPORTED; after Holm: UNDERPOWERED (")
+    assert lines[3:] == [
+        "In this run: 2 supported, 0 contradicted, 1 negligible, 0 equivalent, 0 underpowered.",
+        "After Holm's adjustment over the 2 claims tested (both tests of each, one family): "
+        "0 supported, 0 contradicted, 1 negligible, 0 equivalent, 1 underpowered."]
+
+
+def test_floor_note_names_the_orderings_and_holms_multiple():
+    row = {"unit": "teachers", "n": 8, "p_floor": 2 / 1440, "p_value": 2 / 1440, "p_equiv": 1.0,
+           "p_test": "zero", "p_holm": 13 * 2 / 1440}
+    assert claim_tests.floor_note(row) == (
+        "p_value = 2/(6! 2!) = 0.00139, the permutation floor; p_holm = 13 x 2/(6! 2!) = 0.0181, "
+        "the floor times Holm's multiplier: more teachers needed for a smaller p")
+    # a running maximum from another claim is no multiple of this one's floor: not named
+    assert claim_tests.floor_note({**row, "p_holm": 0.02}) == (
+        "p_value = 2/(6! 2!) = 0.00139, the permutation floor: more teachers needed for a "
+        "smaller p")
+    # the equivalence test on the floor, one family of 6: 2/6!
+    assert claim_tests.floor_note({"unit": "teachers", "n": 6, "p_floor": 2 / 720,
+                                   "p_value": 0.4, "p_equiv": 2 / 720, "p_test": "equivalence",
+                                   "p_holm": 3 * 2 / 720}) == (
+        "p_equiv = 2/6! = 0.00278, the permutation floor; p_holm = 3 x 2/6! = 0.00833, the floor "
+        "times Holm's multiplier: more teachers needed for a smaller p")
+    # off the floor, seeds, or a floor above the level (the note says out of reach instead)
+    assert claim_tests.floor_note({**row, "p_value": 4 / 1440}) == ""
+    assert claim_tests.floor_note({**row, "unit": "seeds", "p_floor": 0.0}) == ""
+    assert claim_tests.floor_note({**row, "n": 4, "p_floor": 1 / 12, "p_value": 1 / 12}) == ""
+
+
+def test_a_negligible_claim_split_by_holm_says_which_test_stands():
+    row = pd.Series({"verdict": "negligible", "verdict_holm": "contradicted", "note": "",
+                     "unit": "seeds"})
+    assert claim_tests._notes(row, True) == (
+        "negligible before Holm; after it only the zero test stands (the equivalence test's "
+        "adjusted p is not below 5%)")
+    assert claim_tests._notes(row.replace("contradicted", "equivalent"), True) == (
+        "negligible before Holm; after it only the equivalence test stands (the zero test's "
+        "adjusted p is not below 5%)")
+    assert claim_tests._notes(row.replace("contradicted", "negligible"), True) == ""
 
 
 def test_claims_summary_counts_equivalent_and_reads_ci_low_too():
@@ -815,7 +970,8 @@ def test_claims_summary_counts_equivalent_and_reads_ci_low_too():
          "note": ""}])
     assert claim_tests.claims_summary(claims) == (
         "- E: EQUIVALENT (s = 0, no interval, n = 5 seeds, margin +-0.5, detectable at this "
-        "design: 0.25)\nIn this run: 0 supported, 0 contradicted, 1 equivalent, 0 underpowered.")
+        "design: 0.25)\nIn this run: 0 supported, 0 contradicted, 0 negligible, 1 equivalent, "
+        "0 underpowered.")
 
 
 # ---------------------------------------------------------------- teachers and calibrators

@@ -246,8 +246,12 @@ EDGE = np.nextafter  # the nearest float beyond an edge
     (0.0, 0.004, "positive", "equivalent"), (-0.004, 0.0, "negative", "equivalent"),
     (EDGE(0.0, 1.0), 0.5, "positive", "supported"), (EDGE(0.0, 1.0), 0.5, "negative", "contradicted"),
     (-0.5, EDGE(0.0, -1.0), "negative", "supported"), (-0.5, EDGE(0.0, -1.0), "positive", "contradicted"),
-    # decided intervals whatever their width against the margin
-    (0.001, 0.002, "positive", "supported"), (-0.002, -0.001, "positive", "contradicted"),
+    # excluding 0 but inside the margin: an effect shown, negligible, neither side's verdict
+    (0.001, 0.002, "positive", "negligible"), (-0.002, -0.001, "positive", "negligible"),
+    (EDGE(0.0, 1.0), EDGE(M, 0.0), "negative", "negligible"),
+    # excluding 0 and reaching the margin: decided (an effect shown that may be large)
+    (0.001, M, "positive", "supported"), (-M, -0.001, "positive", "contradicted"),
+    (-0.5, -0.001, "negative", "supported"), (0.001, 0.5, "negative", "contradicted"),
     # equivalent needs BOTH bounds strictly inside the margin
     (-0.004, 0.004, "positive", "equivalent"), (-0.004, 0.004, "negative", "equivalent"),
     (EDGE(-M, 0.0), EDGE(M, 0.0), "positive", "equivalent"),

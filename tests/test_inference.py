@@ -1,5 +1,7 @@
-"""The verdict rules under simulation: with no effect they decide (supported or contradicted) in
-at most about 5% of studies; with a clear effect and enough seeds and teachers they find it.
+"""The verdict rules under simulation, through the claims table: with no effect they declare an
+effect (supported, contradicted or negligible) in at most about 5% of studies per claim, and Holm
+over the table in at most about 5% of studies over all claims; with a clear effect and enough
+seeds and teachers they find it (tests/test_inference_holm.py measures each rule alone).
 
 Simulated results tables carry what real ones do: teachers that differ for reasons other than
 size (a teacher effect), seeds that move every model of a run together, a seed-by-mode effect
@@ -60,23 +62,32 @@ def claim_key(text: str) -> str:
     return text[:2] + ("interaction " if "interaction" in text else "") + mode
 
 
-def verdict_rates(teachers, seeds, effects, sims, seed=0) -> pd.DataFrame:
+SHOWN = ("supported", "contradicted", "negligible")  # the interval excludes 0
+
+
+def verdict_rates(teachers, seeds, effects, sims, seed=0, familywise=False):
+    """Per claim, the share of studies with each verdict; with ``familywise``, also the share of
+    studies in which any claim's Holm-adjusted verdict shows an effect (with no effect: the
+    family-wise error of Holm over the table)."""
     rng = np.random.default_rng(seed)
-    counts = []
+    counts, shown_after_holm = [], 0
     for _ in range(sims):
         claims = claim_tests.claims_table(simulate(teachers, seeds, rng, **effects))
         counts.append(dict(zip(claims["claim"].map(claim_key), claims["verdict"])))
+        shown_after_holm += claims["verdict_holm"].isin(SHOWN).any()
     frame = pd.DataFrame(counts)
-    return pd.DataFrame({v: (frame == v).mean() for v in inference.VERDICTS})
+    rates = pd.DataFrame({v: (frame == v).mean() for v in inference.VERDICTS})
+    return (rates, shown_after_holm / sims) if familywise else rates
 
 
 @pytest.mark.parametrize("teachers,seeds", [(3, 2), (4, 3), (6, 5)])
 def test_with_no_effect_no_claim_is_decided_more_than_about_5_percent(teachers, seeds):
-    rates = verdict_rates(teachers, seeds, NULL, sims=400)
-    decided = rates["supported"] + rates["contradicted"]
+    rates, familywise = verdict_rates(teachers, seeds, NULL, sims=400, familywise=True)
+    decided = rates["supported"] + rates["contradicted"] + rates["negligible"]
     assert set(rates.index) == {"1.", "2.", "3.", "4.replace", "4.compose", "5.replace",
                                 "5.compose", "4.interaction replace", "4.interaction compose"}
     assert (decided <= 0.08).all(), decided
+    assert familywise <= 0.08, familywise  # Holm over the table: any claim shown, by chance
 
 
 def test_a_clear_effect_is_found_with_seven_teachers_and_five_seeds():
@@ -107,7 +118,7 @@ def test_pooling_teacher_seed_pairs_would_inflate_the_error():
         _, _, lo, hi, _ = inference.t_interval(diff["diff"])
         pooled += lo > 0 or hi < 0
         e = inference.seed_effect(analysis.per_seed_means(diff), "positive", 0.005)
-        unit += e["verdict"] in inference.DECIDED
+        unit += e["verdict"] in SHOWN
     assert pooled / sims > 0.1 and unit / sims <= 0.08
 
 
@@ -116,6 +127,7 @@ def test_pooling_teacher_seed_pairs_would_inflate_the_error():
     (0.1, 0.5, "positive", "supported"), (-0.5, -0.1, "positive", "contradicted"),
     (-0.5, -0.1, "negative", "supported"), (0.1, 0.5, "negative", "contradicted"),
     (-0.004, 0.004, "positive", "equivalent"), (-0.1, 0.1, "positive", "underpowered"),
+    (0.001, 0.004, "positive", "negligible"), (-0.004, -0.001, "negative", "negligible"),
     (-np.inf, np.inf, "positive", "underpowered"), (np.nan, np.nan, "positive", "underpowered")])
 def test_decide(lo, hi, direction, expected):
     assert inference.decide(lo, hi, direction, 0.005) == expected

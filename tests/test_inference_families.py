@@ -17,6 +17,7 @@ from kdcal import analysis, inference
 from kdcal import claims as claim_tests
 from kdcal.models import count_params
 
+SHOWN = ("supported", "contradicted", "negligible")  # the interval excludes 0
 DEPTH = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56"]
 WIDTH = ["resnet8x2", "resnet8x4", "resnet14x3"]
 
@@ -75,7 +76,7 @@ def interaction_rows(res: pd.DataFrame) -> dict:
 
 def decided_rate(rows_of, sims: int, seed: int, **effects) -> pd.Series:
     rng = np.random.default_rng(seed)
-    hits = [{f: r["verdict"] in inference.DECIDED for f, r in rows_of(simulate(rng, **effects)).items()}
+    hits = [{f: r["verdict"] in SHOWN for f, r in rows_of(simulate(rng, **effects)).items()}
             for _ in range(sims)]
     return pd.DataFrame(hits).mean()
 
@@ -153,9 +154,10 @@ def test_holm_step_down_against_a_hand_computation():
     p = [0.01, 0.04, np.nan, 0.03, 0.005]
     # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 0.02, 0.03, 0.06, 0.06 (monotone)
     assert inference.holm(p) == pytest.approx([0.03, 0.06, np.nan, 0.06, 0.02], nan_ok=True)
-    assert inference.holm_verdicts(["supported", "contradicted", "equivalent", "supported"],
-                                   [0.049, 0.05, 0.9, np.nan]) == [
-        "supported", "underpowered", "equivalent", "underpowered"]
+    # one claim's test against the other claims' larger p-values: claim 0 holds 0.01 in
+    # [0.01, 0.04, 0.03, 0.005]: 4 x 0.005 = 0.02, then 3 x 0.01 = 0.03
+    assert inference.holm_within([0.01, np.nan, 0.001, 0.2], [0.5, 0.04, 0.03, 0.005]) == \
+        pytest.approx([0.03, np.nan, 0.004, 0.4], nan_ok=True)
 
 
 def test_claims_table_has_the_interaction_first_among_student_claims_with_family_and_holm():
@@ -175,10 +177,14 @@ def test_claims_table_has_the_interaction_first_among_student_claims_with_family
     for _, row in inter.iterrows():
         assert row["estimate"] == pytest.approx(want[row["family"]]["estimate"])
         assert row["ci_low"] == pytest.approx(want[row["family"]]["ci_low"])
-    # Holm over one test per claim (across families); the within-family rows are secondary
+    # Holm over one row per claim (across families), both tests of each: the test named in
+    # p_test against every other claim's larger p-value; the within-family rows are secondary
     primary = claims["family"] == "all"
-    assert claims.loc[primary, "p_holm"].tolist() == pytest.approx(
-        list(inference.holm(claims.loc[primary, "p_value"])))
+    rows = claims[primary]
+    raw = [{"zero": z, "equivalence": e, "both": max(z, e)}[t]
+           for z, e, t in zip(rows["p_value"], rows["p_equiv"], rows["p_test"])]
+    assert rows["p_holm"].tolist() == pytest.approx(list(inference.holm_within(
+        raw, np.fmax(rows["p_value"], rows["p_equiv"]))))
     assert claims.loc[~primary, "p_holm"].isna().all()
     assert claims.loc[~primary, "verdict_holm"].isna().all()
     assert claims.loc[~primary, "note"].str.startswith("within one family: secondary").all()

@@ -153,6 +153,21 @@ def test_slope_interval_with_a_family_term_is_the_inverted_within_family_test():
     assert p == pytest.approx(min(1.0, 2 * min(up, down)))
 
 
+@pytest.mark.parametrize("margin", [0.0005, 0.002, 0.004, 0.01])
+def test_slope_tost_p_is_the_brute_force_test_at_both_margins(margin):
+    """p_equiv: twice the larger of the one-sided shares, "slope <= -margin" tested with
+    y + margin x, "slope >= margin" with y - margin x, over every within-family ordering."""
+    x, y, family = _family_ladder(np.random.default_rng(3), slope=0.001)
+    up, _ = _brute_force_test(x, y, family, -margin)
+    _, down = _brute_force_test(x, y, family, margin)
+    row = inference.size_effect(x, y, "positive", margin, family)
+    assert row["p_equiv"] == pytest.approx(min(1.0, 2 * max(up, down)))
+    inside = -margin < row["ci_low"] and row["ci_high"] < margin
+    assert inside == (row["p_equiv"] <= inference.ALPHA)
+    # no margin, no equivalence test
+    assert math.isnan(inference.size_effect(x, y, "positive", np.nan, family)["p_equiv"])
+
+
 def test_slope_interval_with_a_family_term_ignores_the_order_the_teachers_come_in():
     x, y, family = _family_ladder(np.random.default_rng(4))
     shuffle = np.random.default_rng(0).permutation(len(x))
@@ -195,6 +210,7 @@ def test_size_effect_reports_the_pieces_it_is_made_of():
     assert row["needed_observed"] == inference.teachers_needed(xc, sigma, abs(slope), groups=2)
     assert row["verdict"] == inference.decide(lo, hi, "positive", margin)
     assert row["verdict"] == "supported"  # slope 0.004 per doubling, noise 0.002: [0.0027, 0.0057]
+    assert row["side"] == "supported" and row["p_equiv"] == 1.0
 
 
 def test_size_effect_below_the_reachable_level_has_no_detectable_effect():
