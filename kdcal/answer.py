@@ -1,9 +1,10 @@
 """The answer box: per claim, what the paper says, what this study finds, and one word for the reader.
 
-The claims table's verdicts (supported, contradicted, equivalent, underpowered) say where an interval
-lies relative to what a claim predicts; whether that *confirms* the paper depends on the claim.
-Claim 3 predicts that something does **not** happen, so `equivalent` confirms it while it refutes
-claim 4. This module does that translation once, by rule, so that no reader has to.
+The claims table's verdicts (supported, contradicted, negligible, equivalent, underpowered) say where
+an interval lies relative to what a claim predicts and to its margin; whether that *confirms* the
+paper depends on the claim. Claim 3 predicts that something does **not** happen, so `equivalent`
+(and `negligible`: an effect shown, smaller than the margin) confirms it while it refutes claim 4.
+This module does that translation once, by rule, so that no reader has to.
 """
 from __future__ import annotations
 
@@ -73,18 +74,20 @@ def _finite(x) -> bool:
 def answer(key: str | None, text: str, verdict: str, low=math.nan, high=math.nan) -> str:
     """holds / not reproduced / open, for one claim given its verdict and 95% interval.
 
-    A claim that predicts an effect holds when supported and is not reproduced when contradicted
-    or equivalent (no effect larger than the margin). A claim that predicts no effect holds when
-    equivalent or when the interval lies entirely on the side opposite to the effect it denies
-    (a decrease is not an increase), and is not reproduced when the interval shows that effect.
-    Underpowered, unknown verdicts and unknown claims are open.
+    A claim that predicts an effect holds when supported and is not reproduced when contradicted,
+    equivalent (no effect larger than the margin) or negligible (an effect shown, in either
+    direction, but inside the margin: not one worth the name). A claim that predicts no effect
+    holds when equivalent or negligible (no effect as large as the margin) or when the interval
+    lies entirely on the side opposite to the effect it denies (a decrease is not an increase),
+    and is not reproduced when the interval shows that effect beyond the margin. Underpowered,
+    unknown verdicts and unknown claims are open.
     """
     if key is None:
         return OPEN
     if not predicts_absence(key, text):
         return {"supported": HOLDS, "contradicted": NOT_REPRODUCED,
-                "equivalent": NOT_REPRODUCED}.get(verdict, OPEN)
-    if verdict == "equivalent":
+                "negligible": NOT_REPRODUCED, "equivalent": NOT_REPRODUCED}.get(verdict, OPEN)
+    if verdict in ("equivalent", "negligible"):
         return HOLDS
     if verdict in ("supported", "contradicted") and _finite(low) and _finite(high):
         # the interval is decided; its sign says which: an increase refutes "does not increase"

@@ -258,7 +258,7 @@ def forest_handles(margin: float | None, unit: str, seeds: bool, decided: str) -
     handles = [Line2D([], [], ls="none", marker="o", color=REFERENCE,
                       label=f"mean, filled: {decided}"),
                Line2D([], [], ls="none", marker="o", markerfacecolor="#FFFFFF", color=REFERENCE,
-                      label="mean, hollow: equivalent or underpowered"),
+                      label="mean, hollow: negligible, equivalent or underpowered"),
                Line2D([], [], color=REFERENCE, lw=1.6, label=f"{INTERVAL} (n >= 3 only)")]
     if seeds:
         handles.append(Line2D([], [], ls="none", marker="o", markersize=4, color=REFERENCE,

@@ -33,7 +33,8 @@ def regime_map(effects: pd.DataFrame, mode: str, table: pd.DataFrame | None = No
     Read left to right: does calibrating the teacher move the student (a), does teacher size help
     the student with and without it (b), and is the bigger teacher the less calibrated one in that
     regime (c). Filled markers: a decided verdict (:func:`kdcal.inference.decide`): the effect's
-    95% interval over seeds, or the size slope's permutation interval over teachers, excludes 0.
+    95% interval over seeds, or the size slope's permutation interval over teachers, excludes 0
+    and does not lie inside the margin (negligible effects stay hollow).
     ``table`` (the regimes' results, as :func:`kdcal.regimes.regime_effects` read them) adds each
     seed's effect beside its row; ``margin`` (accuracy) is the shaded band of (a).
     """

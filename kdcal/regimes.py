@@ -145,8 +145,11 @@ def regime_summary(effects: pd.DataFrame, mode: str) -> str:
         f"Effect of calibrating the teacher ({mode} minus uncalibrated KD, student test accuracy in "
         f"points, paired by teacher and seed, mean over teachers per seed, 95% t-interval over "
         f"{seeds} seeds) in {n} regime cells; margin +-{MARGINS.acc * 100:.1f} pt:",
-        f"- calibration helps (supported: interval above 0): {cells('supported')}",
-        f"- calibration hurts (contradicted: interval below 0): {cells('contradicted')}",
+        f"- calibration helps (supported: interval above 0, not inside the margin): "
+        f"{cells('supported')}",
+        f"- calibration hurts (contradicted: interval below 0, not inside the margin): "
+        f"{cells('contradicted')}",
+        f"- an effect shown but inside the margin (negligible): {cells('negligible')}",
         f"- no effect larger than the margin (equivalent): {cells('equivalent')}",
         f"- underpowered (interval too wide to say): {int((effects['verdict'] == 'underpowered').sum())}"
         f" of {n} cells; median seeds needed to detect the margin: "

@@ -23,8 +23,8 @@
 
 # %% [markdown]
 # **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
-# 95% interval of a paired difference; (3) tell the four verdicts apart (supported, contradicted, equivalent,
-# underpowered) and say what a minimum detectable effect is; (4) say why the paper's claim is an
+# 95% interval of a paired difference; (3) tell the five verdicts apart (supported, contradicted, negligible,
+# equivalent, underpowered) and say what a minimum detectable effect is; (4) say why the paper's claim is an
 # *interaction*, and why a size claim is tested inside a family of teachers.
 
 # %% [markdown] tags=["notebook-only"]
@@ -92,8 +92,9 @@ plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_a
 # rule of the claims below with a margin of +-0.5 accuracy points; `mde` is the smallest difference this
 # many seeds detect with 80% power, `seeds_needed` the seeds that would detect the margin
 # (`seeds_needed_observed`: the observed difference). The table holds many tests (every mode, every
-# teacher), so `p_holm` adjusts their p-values for their number (Holm) and `verdict_holm` is the verdict
-# that survives it: the figure fills a marker only where `verdict_holm` is decided.
+# teacher), so `p_holm` adjusts their p-values for their number (Holm, both tests of every row in one family,
+# as for the claims below) and `verdict_holm` is the verdict that survives it: the figure fills a marker only
+# where `verdict_holm` is supported or contradicted.
 
 # %%
 diffs = analysis.mode_differences(students, cfg.modes)
@@ -152,36 +153,49 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 #
 # ### The verdict guide
 #
-# Each claim becomes one statistic with a 95% interval; the verdict is read off the interval, computed, not
-# typed. Examples with a margin of +-0.5 points, for a claim that predicts a positive effect:
+# Each claim becomes one statistic with a 95% interval and two tests: `p_value` against 0, and `p_equiv`
+# against +-margin (two one-sided tests, TOST: is the effect above -margin, and below +margin?). Each is
+# reported on the interval's 5% scale (`p_equiv` is twice the larger one-sided p), so `p_value` <= 5% exactly
+# when the interval excludes 0 and `p_equiv` <= 5% exactly when it lies inside +-margin. The verdict is read
+# off the interval, computed, not typed. Examples with a margin of +-0.5 points, for a claim that predicts a
+# positive effect:
 #
 # | verdict | the rule | example interval | what it says |
 # |---|---|---|---|
-# | supported | the interval lies entirely on the side the claim predicts | [+0.2, +0.9] | the sign is shown; whatever the margin: a shown effect may still be small |
-# | contradicted | entirely on the other side | [-1.1, -0.6] | the opposite sign is shown |
-# | equivalent | entirely inside +-margin | [-0.35, +0.33] | no effect as large as the margin: a result, not a failure |
+# | supported | entirely on the side the claim predicts, not entirely inside +-margin | [+0.2, +0.9] | the sign is shown; the effect may be large |
+# | contradicted | entirely on the other side, not entirely inside +-margin | [-1.1, -0.6] | the opposite sign is shown |
+# | negligible | excludes 0 and lies inside +-margin | [+0.1, +0.3] | an effect is shown, smaller than the margin: not one worth the name |
+# | equivalent | inside +-margin, touching or crossing 0 | [-0.35, +0.33] | no effect as large as the margin: a result, not a failure |
 # | underpowered | none of these | [-1.09, +0.29] | it crosses 0 and reaches past a margin: this design cannot tell |
 #
 # An interval narrower than twice the margin can still be underpowered (it may straddle one end of the
-# margin); a supported effect can lie inside the margin. `mde` is the smallest effect the design detects with
-# 80% power; `needed` the seeds (or teachers) that would detect the margin, `needed_observed` the effect
-# actually observed. With no effect, the rule decides (supported or contradicted) in at most about 5% of
-# simulated studies (`tests/test_inference.py`, `tests/test_inference_families.py`).
+# margin). `mde` is the smallest effect the design detects with 80% power; `needed` the seeds (or teachers)
+# that would detect the margin, `needed_observed` the effect actually observed. With no effect, the rule
+# declares supported, contradicted or negligible in at most about 5% of simulated studies; with the effect
+# exactly at the margin it declares equivalent in at most about 2.5% (`tests/test_inference.py`,
+# `tests/test_inference_holm.py`, `tests/test_inference_families.py`).
 #
-# **Many claims, one table: Holm.** Each claim is a test at 5%, so a table of 20 claims would decide about one
-# by chance alone. `p_holm` is Holm's adjustment of `p_value` over one test per claim (a size claim's test
-# across families where the table has one: fixed by the design, not chosen on the data), and `verdict_holm` the
-# verdict that survives it (a supported or contradicted row whose `p_holm` is not below 5% becomes
-# underpowered). The rows within one family beside a test across families are secondary: they show where
-# a slope comes from and are not adjusted. Example: a size slope with p = 0.014 among 11 claims has
-# p_holm = 0.14: decided alone, not after adjustment. Read `verdict_holm` first.
+# **Many claims, one table: Holm.** Each claim is tested at 5%, so a table of 20 claims would decide about one
+# by chance alone. Holm's adjustment runs over one family holding both tests of one row per claim (a size
+# claim's test across families where the table has one: fixed by the design, not chosen on the data). A
+# claim's two nulls (effect 0; effect at least the margin) cannot both be true, so the family counts claims,
+# not tests: each test is adjusted against every other claim's larger p-value, since another claim leaves
+# the count only once both its tests are passed. `verdict_holm` is the verdict that survives: supported or
+# contradicted needs the zero test, equivalent the TOST, negligible both (if only one survives, its verdict
+# stands); otherwise underpowered. `p_holm` is the adjusted p of the test behind `verdict_holm`, named in
+# `p_test` (`zero`, `equivalence` or `both`). The rows within one family beside a test across families are
+# secondary: they show where a slope comes from and are not adjusted. Example: a size slope with p = 0.014
+# among 11 claims has p_holm = 0.14: decided alone, not after adjustment. A p-value on the permutation floor
+# (2 over the orderings of the teachers) says so in `note`: only more teachers lower it. Read `verdict_holm`
+# first.
 
 # %%
 print(claim_tests.VERDICT_RULE)
 claims = claim_tests.claims_table(results)
 study.save_table(claims, study_dir, "claims.csv")
 tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "unit", "p_value",
-                    "p_holm", "margin", "needed", "needed_observed", "verdict", "verdict_holm"]])
+                    "p_equiv", "p_holm", "p_test", "margin", "needed", "needed_observed", "verdict",
+                    "verdict_holm"]])
 
 # %% tags=["notebook-only"]
 print(claim_tests.claims_summary(claims))

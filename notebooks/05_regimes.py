@@ -130,7 +130,8 @@ print(summary)
 
 # %% [markdown]
 # **Reading it.** A cell marked `supported` or `contradicted` is a regime where calibration changes the
-# student, in the direction shown; `equivalent` means no change larger than half a point; `underpowered`
+# student, in the direction shown; `negligible` a change shown but smaller than half a point; `equivalent`
+# means no change larger than half a point; `underpowered`
 # means the cell's seeds cannot say (`seeds_needed` tells how many would). If (b) turns positive only with
 # calibration in some cell, that cell is where the paper's size claim holds, but only a cell with at least
 # 5 teachers can show it. Single cells are weak evidence: one factor moved at a time, and about one cell
