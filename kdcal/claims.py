@@ -324,7 +324,8 @@ def claims_summary(claims: pd.DataFrame) -> str:
     if "verdict_holm" in claims:
         held = claims["verdict_holm"].value_counts()
         adjusted = claims["p_holm"] if "p_holm" in claims else claims["verdict_holm"]
-        lines.append(f"After Holm's adjustment over the {int(adjusted.notna().sum())} claims "
-                     "tested (both tests of each, one family): "
+        lines.append(f"After Holm's adjustment (one family: both tests of each of the "
+                     f"{int(adjusted.notna().sum())} claims with a test), the "
+                     f"{int(claims['verdict_holm'].notna().sum())} claims: "
                      + ", ".join(f"{held.get(v, 0)} {v}" for v in VERDICTS) + ".")
     return "\n".join(lines)

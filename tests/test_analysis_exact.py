@@ -918,15 +918,19 @@ def test_claims_summary_counts_negligible_and_the_claims_holm_counts():
          "p_holm": 0.2, "verdict": "supported", "verdict_holm": "underpowered", "note": ""},
         {"claim": "S", "family": "depth", "statistic": "s", "estimate": 0.002, "ci_low": 0.001,
          "ci_high": 0.009, "unit": "seeds", "n": 9, "margin": 0.005, "mde": 0.001,
-         "p_holm": np.nan, "verdict": "supported", "verdict_holm": None, "note": ""}])
+         "p_holm": np.nan, "verdict": "supported", "verdict_holm": None, "note": ""},
+        {"claim": "U", "family": "all", "statistic": "s", "estimate": 0.002, "ci_low": np.nan,
+         "ci_high": np.nan, "unit": "seeds", "n": 1, "margin": 0.005, "mde": np.nan,
+         "p_holm": np.nan, "verdict": "underpowered", "verdict_holm": "underpowered",
+         "note": ""}])
     lines = claim_tests.claims_summary(claims).splitlines()
     assert lines[0] == ("- N [all]: NEGLIGIBLE (s = +0.002, 95% CI [+0.001, +0.003], n = 9 seeds, "
                         "margin +-0.005, detectable at this design: 0.001)")
     assert lines[1].startswith("- S [all]: SUPPORTED; after Holm: UNDERPOWERED (")
-    assert lines[3:] == [
-        "In this run: 2 supported, 0 contradicted, 1 negligible, 0 equivalent, 0 underpowered.",
-        "After Holm's adjustment over the 2 claims tested (both tests of each, one family): "
-        "0 supported, 0 contradicted, 1 negligible, 0 equivalent, 1 underpowered."]
+    assert lines[4:] == [
+        "In this run: 2 supported, 0 contradicted, 1 negligible, 0 equivalent, 1 underpowered.",
+        "After Holm's adjustment (one family: both tests of each of the 2 claims with a test), "
+        "the 3 claims: 0 supported, 0 contradicted, 1 negligible, 0 equivalent, 2 underpowered."]
 
 
 def test_floor_note_names_the_orderings_and_holms_multiple():
