@@ -14,10 +14,10 @@ import pandas as pd
 from scipy import stats
 
 from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
-from .inference import (MARGINS, holm_family, permutation_floor, permutation_p,
-                        rank_correlation, seed_effect, side, size_effect, slope_margin,
-                        t_interval)
+from .inference import (MARGINS, permutation_floor, permutation_p, rank_correlation, seed_effect,
+                        side, size_effect, slope_margin, t_interval)
 from .models import ARCHS, family as arch_family
+from .multiplicity import holm_family
 
 ALL = "all"  # the family label of a test across families (with a family term) or of no family
 
@@ -88,7 +88,7 @@ def _effect_row(per_seed, margin: float) -> dict:
 
 
 def with_holm(table: pd.DataFrame) -> pd.DataFrame:
-    """``p_holm``, ``p_test`` and ``verdict_holm`` of :func:`kdcal.inference.holm_family` over
+    """``p_holm``, ``p_test`` and ``verdict_holm`` of :func:`kdcal.multiplicity.holm_family` over
     every row (both tests of each, against 0 and against +-margin; a verdict stands only where
     the adjusted p of its test is below 5%), added after ``p_equiv`` and ``verdict``. Every row
     predicts a positive difference: its side is that of its interval."""

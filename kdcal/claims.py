@@ -3,7 +3,7 @@
 One row per claim (a size claim per family of teachers and across families with a family term):
 the statistic, its 95% interval, its two tests (against 0 and against +-margin), the verdict by
 :func:`kdcal.inference.decide`, and Holm's adjustment over one family holding both tests of one
-row per claim (:func:`kdcal.inference.holm_family`). The statistics themselves (paired
+row per claim (:func:`kdcal.multiplicity.holm_family`). The statistics themselves (paired
 differences over seeds, slopes over teachers) come from :mod:`kdcal.analysis`; the rules from
 :mod:`kdcal.inference`.
 """
@@ -17,9 +17,9 @@ import pandas as pd
 from .analysis import (ALL, families, paired_by_seed, per_seed_means, size_trend, teacher_family,
                        teacher_key, tuned_tau_students)
 from .inference import (ALPHA, BOTH, DECIDED, EQUIVALENCE, MARGINS, VERDICT_RULE,  # noqa: F401
-                        VERDICTS, ZERO, Margins, holm_family, mde_mean, seed_effect,
-                        t_equivalence_p, t_interval, t_p_value, teachers_for_level,
-                        units_needed_mean, verdict_of)
+                        VERDICTS, ZERO, Margins, mde_mean, seed_effect, t_equivalence_p,
+                        t_interval, t_p_value, teachers_for_level, units_needed_mean, verdict_of)
+from .multiplicity import holm_family
 
 CLAIM_COLUMNS = ["claim", "family", "statistic", "estimate", "ci_low", "ci_high", "unit", "n",
                  "p_value", "p_equiv", "p_floor", "p_holm", "p_test", "margin", "margin_span",
@@ -192,7 +192,7 @@ def claims_table(results: pd.DataFrame, margins: Margins = MARGINS) -> pd.DataFr
     claims come per family of teachers and across families with a family term (``family``).
     Each row has two tests: ``p_value`` against 0, ``p_equiv`` against +-margin (TOST). ``p_holm``,
     ``p_test`` and ``verdict_holm`` adjust for the number of claims tested
-    (:func:`kdcal.inference.holm_family` over both tests of one row per claim,
+    (:func:`kdcal.multiplicity.holm_family` over both tests of one row per claim,
     :func:`primary_tests`; the within-family rows beside a test across families are secondary
     and carry none of them). A p-value on the permutation floor is named in ``note``.
     """

@@ -1,4 +1,5 @@
-"""The inference rules every verdict of the study uses: units, intervals, tests, power.
+"""The inference rules every verdict of the study uses: units, intervals, tests, power (planning a
+design by simulation: :mod:`kdcal.power`).
 
 Two units of replication, never mixed:
 
@@ -38,31 +39,8 @@ two never disagree; claim 2 (every teacher, both metrics) takes the largest TOST
 - ``equivalent``: it lies inside +-m and does not exclude 0;
 - ``underpowered``: none of these.
 
-**Holm over the claims, both tests in one family** (:func:`holm_family`). The zero null and the
-equivalence null of one claim are disjoint (theta = 0 has |theta| < m), so at most one of a claim's
-two nulls is true, and any set of nulls that can be true together holds at most one per claim: at
-most as many as there are claims. Closed testing with a Bonferroni test of every such intersection
-(an intersection holding both nulls of one claim is empty and is rejected outright) controls the
-family-wise error over all 2 x claims hypotheses, whatever the dependence between the tests (the
-local tests are Bonferroni's). Its shortcut: a test of claim i is rejected when Holm's step-down
-over *its* p-value and, for every other claim j, the larger of j's two p-values ``max(p_value_j,
-p_equiv_j)`` rejects it (another claim leaves the count only once both its nulls are rejected:
-until then one of them may be the true one). So the multiplier counts claims, not tests (and equals
-Shaffer's step-down over all 2 x claims p-values with that logical constraint;
-``tests/test_inference_holm.py`` checks the two agree). ``verdict_holm`` keeps what survives at
-adjusted p < 5% (strictly below, as before this rule): supported or contradicted needs the zero
-test, equivalent the TOST, negligible both; a negligible claim whose TOST fails after adjustment
-while its zero test survives becomes supported or contradicted (and the reverse, equivalent); every
-claim's verdict is a statement about rejected nulls, each of which closed testing controls on its
-own. ``p_holm`` is the adjusted p of the test behind ``verdict_holm`` (``p_test``: zero,
-equivalence or both; where Holm demotes a verdict to underpowered, of the test that failed; for an
-underpowered claim, the smaller of the two).
-
-Representing the other claims by the p-value of their *verdict* (the zero p of a supported claim,
-the TOST p of an equivalent one) instead of the larger of the two would not be valid: with many
-claims whose effect is exactly 0 and whose equivalence is shown, each such claim would step out of
-the count at its tiny TOST p, and the last one's chance zero-test p would be compared with 5% alone
-(``tests/test_inference_holm.py`` measures that error at about 20% with 5 such claims).
+Holm's adjustment over the claims, both tests of each claim in one family, lives in
+:mod:`kdcal.multiplicity`.
 
 Simulations in ``tests/test_inference.py`` and ``tests/test_inference_holm.py`` check the rule's
 error rates: with no effect it declares supported, contradicted or negligible in at most about 5%
@@ -248,7 +226,7 @@ def t_equivalence_p(mean, std, n, margin):
 
 # ---------------------------------------------------------------- teachers as units
 @lru_cache(maxsize=64)
-def _orderings_within(sizes: tuple) -> np.ndarray:
+def orderings_within(sizes: tuple) -> np.ndarray:
     """Every ordering that only reorders inside consecutive blocks of ``sizes`` teachers (one
     block per family; identity first), or a seeded random sample of them past EXACT_LIMIT."""
     k = int(sum(sizes))
@@ -266,10 +244,10 @@ def _orderings_within(sizes: tuple) -> np.ndarray:
 
 def _orderings(k: int) -> np.ndarray:
     """Every ordering of k teachers (identity first), or a seeded random sample of them."""
-    return _orderings_within((k,))
+    return orderings_within((k,))
 
 
-def _blocks(strata) -> tuple[np.ndarray, tuple]:
+def strata_blocks(strata) -> tuple[np.ndarray, tuple]:
     """The order that puts each stratum's teachers together, and the strata's sizes."""
     codes = pd.factorize(pd.Series(list(strata)), sort=True)[0]
     order = np.argsort(codes, kind="stable")
@@ -285,7 +263,7 @@ def permutation_floor(k: int, strata=None) -> float:
     reordering inside ``strata``, when given: 4 depth and 3 width teachers allow 4!3! = 144)."""
     if k < 1:
         return np.nan
-    n = len(_orderings_within(_blocks(strata)[1])) if strata is not None else orderings_count(k)
+    n = len(orderings_within(strata_blocks(strata)[1])) if strata is not None else orderings_count(k)
     return min(1.0, 2 / n)
 
 
@@ -327,7 +305,7 @@ def permutation_p(x, y, method: str = "spearman") -> float:
     return float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
 
 
-def _within(v: np.ndarray, strata) -> np.ndarray:
+def within_strata(v: np.ndarray, strata) -> np.ndarray:
     """``v`` centred inside each stratum (around the overall mean without strata)."""
     if strata is None:
         return v - v.mean()
@@ -369,14 +347,14 @@ class SlopeTests:
         teachers beyond one per family)."""
         x, y = np.asarray(x, float), np.asarray(y, float)
         if strata is not None:
-            order, sizes = _blocks(strata)
+            order, sizes = strata_blocks(strata)
             x, y, strata = x[order], y[order], np.asarray(list(strata))[order]
         else:
             sizes = (len(x),)
-        xc = _within(x, strata)
+        xc = within_strata(x, strata)
         if len(x) < 3 or np.allclose(xc, 0.0) or len(x) - len(sizes) < 2:
             return None
-        perms = _orderings_within(sizes)
+        perms = orderings_within(sizes)
         shift = x[perms] - x
         a, b = shift @ y, shift @ x
         tied = np.isclose(b, 0.0, atol=1e-12 * (xc @ xc))
@@ -418,7 +396,7 @@ def mde_slope(x, y, strata=None) -> tuple[float, float]:
     x, y = np.asarray(x, float), np.asarray(y, float)
     groups = len(set(strata)) if strata is not None else 1
     df = len(x) - groups - 1
-    xc, yc = _within(x, strata), _within(y, strata)
+    xc, yc = within_strata(x, strata), within_strata(y, strata)
     sxx = float(xc @ xc)
     if len(x) < 3 or df < 1 or np.isclose(sxx, 0.0):
         return np.nan, np.nan
@@ -456,139 +434,10 @@ def size_effect(x, y, direction: str, margin: float, strata=None) -> dict:
     if not floor <= ALPHA:  # the level is out of reach: nothing is detectable at this design
         mde = np.inf
     groups = len(set(strata)) if strata is not None else 1
-    xc = _within(x, strata)
+    xc = within_strata(x, strata)
     return {"estimate": slope, "ci_low": lo, "ci_high": hi, "n": len(x), "unit": "teachers",
             "p_value": p, "p_equiv": p_equiv, "p_floor": floor,
             "spearman": rank_correlation(x, y), "margin": margin, "mde": mde,
             "needed": teachers_needed(xc, sigma, margin, groups=groups),
             "needed_observed": teachers_needed(xc, sigma, abs(slope), groups=groups),
             "verdict": decide(lo, hi, direction, margin), "side": side(lo, hi, direction)}
-
-
-# ---------------------------------------------------------------- multiplicity
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
-    p = np.asarray(p_values, float)
-    out = np.full(len(p), np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    m = len(finite)
-    order = finite[np.argsort(p[finite], kind="stable")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
-
-
-def holm_verdicts(verdicts, p_holm) -> list[str]:
-    """A decided verdict stands only where the Holm-adjusted p-value is below ALPHA; the others
-    (equivalent, underpowered) are kept as they are."""
-    return [("underpowered" if v in DECIDED and not (np.isfinite(p) and p < ALPHA) else v)
-            for v, p in zip(verdicts, np.asarray(p_holm, float))]
-
-
-# ---------------------------------------------------------------- planning a design
-def slope_p_values(x, ys, strata=None) -> np.ndarray:
-    """The two-sided p-value of :func:`slope_interval` for every column of ``ys`` at once (one
-    design's teachers, many outcomes): a power simulation runs the study's own test. Columns
-    follow ``x``'s order, whatever the strata's."""
-    x, ys = np.asarray(x, float), np.asarray(ys, float)
-    ys = ys.reshape(len(x), -1)
-    if strata is not None:
-        order, sizes = _blocks(strata)
-        x, ys, strata = x[order], ys[order], np.asarray(list(strata))[order]
-    else:
-        sizes = (len(x),)
-    xc = _within(x, strata)
-    perms = _orderings_within(sizes)
-    shift = x[perms] - x
-    b = shift @ x  # <= 0: zero only where the ordering leaves x as it is
-    tied = np.isclose(b, 0.0, atol=1e-12 * float(xc @ xc))
-    a = shift[~tied] @ ys  # critical slope a / b <= 0 exactly where a >= 0
-    n_total, n0 = len(perms), int(tied.sum())
-    p_up = (n0 + np.sum(a >= 0, axis=0)) / n_total
-    p_down = (n0 + np.sum(a <= 0, axis=0)) / n_total
-    return np.minimum(1.0, 2 * np.minimum(p_up, p_down))
-
-
-def slope_power(x, slope: float, sd: float, strata=None, alpha=ALPHA, sims: int = 2000,
-                seed: int = 0):
-    """Share of simulated studies whose slope test (:func:`slope_interval`, with the family term
-    when ``strata`` are given) decides in the direction of ``slope`` at level ``alpha`` (a number,
-    or several: one share each, on the same simulated studies): teacher means ``slope * x`` plus
-    normal noise of ``sd`` around the line (``sd``: teacher-to-teacher scatter and what the seeds
-    leave of the seed noise, see :func:`slope_noise`)."""
-    x = np.asarray(x, float)
-    rng = np.random.default_rng(seed)
-    ys = slope * x[:, None] + rng.normal(0.0, sd, size=(len(x), sims))
-    xc = _within(x, strata)
-    est = xc @ ys
-    p = slope_p_values(x, ys, strata)
-    right = est > 0 if slope >= 0 else est < 0
-    levels = np.asarray(alpha, float)
-    power = np.mean((p[None, :] < levels.reshape(-1, 1)) & right, axis=1)
-    return float(power[0]) if levels.ndim == 0 else power
-
-
-def slope_noise(values, x, strata=None) -> tuple[float, float]:
-    """(teacher sd, seed sd) of a size slope, from a teachers x seeds table of one outcome
-    (``values``, teachers in ``x``'s order): the seed sd is the teacher-by-seed interaction's
-    (what a seed adds to one teacher's value beyond the seed's shift shared by every teacher,
-    which no slope sees); the teacher sd is the scatter of the teacher means around the line
-    (within families with ``strata``) once the seeds' share (seed sd^2 / seeds) is taken out,
-    0 where the seeds explain it all. A teacher mean over S seeds then scatters by
-    sqrt(teacher sd^2 + seed sd^2 / S): the ``sd`` of :func:`slope_power`."""
-    v = np.asarray(values, float)
-    k, s = v.shape
-    if k < 3 or s < 2 or not np.isfinite(v).all():
-        raise ValueError("slope_noise needs a complete table of at least 3 teachers x 2 seeds")
-    inter = v - v.mean(1, keepdims=True) - v.mean(0, keepdims=True) + v.mean()
-    seed_var = float((inter ** 2).sum() / ((k - 1) * (s - 1)))
-    _, resid_sd = mde_slope(x, v.mean(1), strata)
-    return float(np.sqrt(max(0.0, resid_sd ** 2 - seed_var / s))), float(np.sqrt(seed_var))
-
-
-def holm_within(p_values, others) -> np.ndarray:
-    """Each of ``p_values`` Holm-adjusted in the family where its own claim holds it and every
-    other claim j holds ``others[j]`` (the larger of j's two p-values): position i of
-    :func:`holm` over ``others`` with ``others[i]`` replaced by ``p_values[i]``. NaN stays NaN."""
-    p, others = np.asarray(p_values, float), np.asarray(others, float)
-    out = np.full(len(p), np.nan)
-    for i in np.flatnonzero(np.isfinite(p)):
-        family = others.copy()
-        family[i] = p[i]
-        out[i] = holm(family)[i]
-    return out
-
-
-def holm_family(verdicts, sides, p_zero, p_equiv) -> tuple[list, np.ndarray, list]:
-    """(p_test, p_holm, verdict_holm) over one family of claims, both tests of each claim in it
-    (the module docstring gives the argument).
-
-    ``verdicts``: each claim's verdict before adjustment; ``sides``: what its zero test alone
-    says (:func:`side`); ``p_zero``, ``p_equiv``: its two p-values (NaN: no such test). Each
-    test is adjusted by :func:`holm_within` against the other claims' larger p-value; a test
-    stands where its adjusted p is below ALPHA and the verdict before adjustment rested on it (no
-    verdict is ever upgraded). ``verdict_holm`` is :func:`verdict_of` the tests that stand;
-    ``p_test`` names the test(s) behind it ('both' for negligible: ``p_holm`` is the larger of
-    the two adjusted p-values) or, where Holm demotes a verdict to underpowered, the test(s) that
-    failed; for a claim underpowered before adjustment, the test with the smaller p.
-    """
-    pz, pe = np.asarray(p_zero, float), np.asarray(p_equiv, float)
-    larger = np.fmax(pz, pe)  # NaN only where the claim has no test at all
-    adj_zero, adj_equiv = holm_within(pz, larger), holm_within(pe, larger)
-    tests, adjusted, held = [], np.full(len(pz), np.nan), []
-    for i, (verdict, shown) in enumerate(zip(verdicts, sides)):
-        zero = adj_zero[i] < ALPHA and verdict in ("supported", "contradicted", "negligible")
-        equiv = adj_equiv[i] < ALPHA and verdict in ("equivalent", "negligible")
-        after = verdict_of(shown if zero else "", equiv)
-        test = TESTS_OF.get(after if after != "underpowered" else verdict)
-        if test is None:  # underpowered before adjustment: the test nearer to deciding
-            test = (None if np.isnan(larger[i]) else
-                    EQUIVALENCE if np.isnan(pz[i]) or pe[i] < pz[i] else ZERO)
-        by_test = {ZERO: adj_zero[i], EQUIVALENCE: adj_equiv[i],
-                   BOTH: np.fmax(adj_zero[i], adj_equiv[i]), None: np.nan}
-        tests.append(test)
-        adjusted[i] = by_test[test]
-        held.append(after)
-    return tests, adjusted, held

@@ -32,6 +32,7 @@ SCOPE: dict[str, dict[str, list[str] | None] | None] = {
     "kdcal/metrics.py": None,
     "kdcal/analysis.py": None,
     "kdcal/inference.py": None,
+    "kdcal/multiplicity.py": None,
     "kdcal/store.py": None,
     "kdcal/data.py": dict.fromkeys(["split_indices", "_permutation", "transfer_indices",
                                     "noisy_labels", "make_splits", "with_label_noise",

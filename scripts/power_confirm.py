@@ -4,8 +4,8 @@ Reads outputs/evidence-transfer/results.csv (no pickle), and for every size slop
 (claim 3: uncalibrated student accuracy against log2 teacher parameters; claim 4: each
 calibrated mode's own slope, and the interaction slopes, calibrated minus uncalibrated) splits
 the scatter of the teacher means around the line into a teacher-to-teacher sd and a seed sd
-(kdcal.inference.slope_noise). It then simulates the study's own permutation test of the slope
-(kdcal.inference.slope_power, the family term included) on the confirm-transfer ladder, at the
+(kdcal.power.slope_noise). It then simulates the study's own permutation test of the slope
+(kdcal.power.slope_power, the family term included) on the confirm-transfer ladder, at the
 slopes evidence-transfer observed and at fixed effects, for several numbers of seeds; and gives
 the paired claims' (claim 5, seeds as units) power beside it. It prints the numbers the
 preregistration quotes (docs/preregistration-confirm-transfer.md).
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdcal import analysis, inference
+from kdcal import analysis, inference, power
 from kdcal.config import resolve
 from kdcal.models import count_params
 
@@ -57,7 +57,7 @@ def noise(frame: pd.DataFrame) -> dict:
     size = frame.groupby("teacher")["teacher_params"].first().loc[table.index]
     x = np.log2(size.to_numpy(float))
     strata = [analysis.teacher_family(t) for t in table.index]
-    teacher_sd, seed_sd = inference.slope_noise(table.to_numpy(float), x, strata)
+    teacher_sd, seed_sd = power.slope_noise(table.to_numpy(float), x, strata)
     slope = inference.slope_interval(x, table.mean(axis=1).to_numpy(float), strata)[0]
     return {"slope": slope, "teacher_sd": teacher_sd, "seed_sd": seed_sd,
             "teachers": len(x), "seeds": table.shape[1]}
@@ -146,7 +146,7 @@ def main() -> None:
             sd = math.sqrt(n["teacher_sd"] ** 2 + n["seed_sd"] ** 2 / seeds)
             cells = []
             for effect in effects:
-                powers = inference.slope_power(x, effect, sd, strata, list(LEVELS.values()),
+                powers = power.slope_power(x, effect, sd, strata, list(LEVELS.values()),
                                                args.sims, seed=seeds)
                 cells.append("/".join(f"{p:.2f}" for p in powers))
             label = "  ".join(f"{e * 100:.2f}: {c}" for e, c in zip(effects, cells))
@@ -163,7 +163,7 @@ def main() -> None:
         for seeds in SEEDS:
             sd = math.sqrt(n["teacher_sd"] ** 2 + n["seed_sd"] ** 2 / seeds)
             tost = [tost_power(sd, x, strata, margin, a, args.sims) for a in LEVELS.values()]
-            detect = inference.slope_power(x, margin, sd, strata, list(LEVELS.values()),
+            detect = power.slope_power(x, margin, sd, strata, list(LEVELS.values()),
                                            args.sims, seed=seeds)
             mark = " <- preregistered seeds" if seeds == chosen else ""
             print(f"  {name:<36} {seeds:>2} seeds, sd {sd * 100:.3f}: equivalent "
@@ -190,7 +190,7 @@ def main() -> None:
             hit = (s for s in SEEDS if tost_power(sd(s), x, strata, margin, family, args.sims)
                    >= TARGET)
         else:
-            hit = (s for s in SEEDS if inference.slope_power(
+            hit = (s for s in SEEDS if power.slope_power(
                 x, abs(n["slope"]), sd(s), strata, family, args.sims, seed=s) >= TARGET)
         need[name] = next(hit, None)
     for name, (mean, sd_) in paired_sds(students).items():

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdcal import analysis, inference
+from kdcal import analysis, inference, multiplicity
 from kdcal import claims as claim_tests
 from kdcal.models import count_params
 
@@ -153,10 +153,10 @@ def test_family_from_the_name_and_from_a_family_column():
 def test_holm_step_down_against_a_hand_computation():
     p = [0.01, 0.04, np.nan, 0.03, 0.005]
     # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 0.02, 0.03, 0.06, 0.06 (monotone)
-    assert inference.holm(p) == pytest.approx([0.03, 0.06, np.nan, 0.06, 0.02], nan_ok=True)
+    assert multiplicity.holm(p) == pytest.approx([0.03, 0.06, np.nan, 0.06, 0.02], nan_ok=True)
     # one claim's test against the other claims' larger p-values: claim 0 holds 0.01 in
     # [0.01, 0.04, 0.03, 0.005]: 4 x 0.005 = 0.02, then 3 x 0.01 = 0.03
-    assert inference.holm_within([0.01, np.nan, 0.001, 0.2], [0.5, 0.04, 0.03, 0.005]) == \
+    assert multiplicity.holm_within([0.01, np.nan, 0.001, 0.2], [0.5, 0.04, 0.03, 0.005]) == \
         pytest.approx([0.03, np.nan, 0.004, 0.4], nan_ok=True)
 
 
@@ -183,7 +183,7 @@ def test_claims_table_has_the_interaction_first_among_student_claims_with_family
     rows = claims[primary]
     raw = [{"zero": z, "equivalence": e, "both": max(z, e)}[t]
            for z, e, t in zip(rows["p_value"], rows["p_equiv"], rows["p_test"])]
-    assert rows["p_holm"].tolist() == pytest.approx(list(inference.holm_within(
+    assert rows["p_holm"].tolist() == pytest.approx(list(multiplicity.holm_within(
         raw, np.fmax(rows["p_value"], rows["p_equiv"]))))
     assert claims.loc[~primary, "p_holm"].isna().all()
     assert claims.loc[~primary, "verdict_holm"].isna().all()

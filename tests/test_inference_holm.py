@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kdcal import inference
+from kdcal import inference, multiplicity
 
 SHOWN = ("supported", "contradicted", "negligible")  # the zero null rejected
 
@@ -180,7 +180,7 @@ def seed_family(rng, effects, seeds, sims, margin=1.0, sd=1.0):
     return p_zero, p_equiv, side, verdict
 
 
-def family_errors(effects, seeds, sims, seed, margin=1.0, rule=inference.holm_family):
+def family_errors(effects, seeds, sims, seed, margin=1.0, rule=multiplicity.holm_family):
     """The share of studies in which Holm's verdicts reject a true null: the zero null of a
     claim whose effect is 0, the equivalence null of one whose effect is at least the margin."""
     p_zero, p_equiv, side, verdict = seed_family(np.random.default_rng(seed), effects, seeds,
@@ -203,7 +203,7 @@ def verdict_p_rule(verdicts, sides, p_zero, p_equiv):
     own = np.array([{"supported": z, "contradicted": z, "equivalent": e,
                      "negligible": max(z, e)}.get(v, min(z, e))
                     for v, z, e in zip(verdicts, pz, pe)])
-    adjusted = inference.holm(own)
+    adjusted = multiplicity.holm(own)
     return None, adjusted, [v if a < 0.05 else "underpowered" for v, a in zip(verdicts, adjusted)]
 
 
@@ -239,7 +239,7 @@ def test_holm_family_is_shaffers_step_down_over_both_tests():
         pe = np.round(rng.uniform(0, 0.3, k) ** 2, 3)
         pz[rng.uniform(size=k) < 0.1] = np.nan
         larger = np.fmax(pz, pe)
-        got_z, got_e = inference.holm_within(pz, larger), inference.holm_within(pe, larger)
+        got_z, got_e = multiplicity.holm_within(pz, larger), multiplicity.holm_within(pe, larger)
         want_z, want_e = shaffer(pz, pe)
         np.testing.assert_allclose(got_z, want_z, rtol=1e-12)
         np.testing.assert_allclose(got_e, want_e, rtol=1e-12)
@@ -266,9 +266,9 @@ def test_holm_family_verdicts_p_test_and_fallbacks():
     sides = ["supported", "", "contradicted", "supported", "supported", "", "contradicted"]
     p_zero = [0.001, 0.6, 0.002, 0.004, 0.03, 0.3, 0.04]
     p_equiv = [0.9, 0.003, 0.001, 0.03, 0.004, 0.2, 0.8]
-    tests, adjusted, held = inference.holm_family(verdicts, sides, p_zero, p_equiv)
+    tests, adjusted, held = multiplicity.holm_family(verdicts, sides, p_zero, p_equiv)
     larger = np.fmax(p_zero, p_equiv)
-    zero, equiv = inference.holm_within(p_zero, larger), inference.holm_within(p_equiv, larger)
+    zero, equiv = multiplicity.holm_within(p_zero, larger), multiplicity.holm_within(p_equiv, larger)
     assert held == ["supported", "equivalent", "negligible", "supported", "equivalent",
                     "underpowered", "underpowered"]
     assert tests == ["zero", "equivalence", "both", "zero", "equivalence", "equivalence", "zero"]
@@ -279,7 +279,7 @@ def test_holm_family_verdicts_p_test_and_fallbacks():
 
 
 def test_holm_family_never_upgrades_and_skips_claims_without_tests():
-    tests, adjusted, held = inference.holm_family(
+    tests, adjusted, held = multiplicity.holm_family(
         ["underpowered", "supported", "underpowered"], ["", "supported", ""],
         [0.001, 0.001, np.nan], [0.001, 0.9, np.nan])
     # the first row's p-values are small, but its interval decided nothing: it stays open

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdcal.inference import slope_interval, slope_noise, slope_p_values, slope_power
+from kdcal.inference import slope_interval
+from kdcal.power import slope_noise, slope_p_values, slope_power
 
 
 @pytest.mark.parametrize("strata", [None, list("ddwwdwdw")])

@@ -28,7 +28,7 @@ def _within_orderings(sizes):
 # ---------------------------------------------------------------- orderings and their floor
 @pytest.mark.parametrize("sizes", [(1,), (3,), (5,), (4, 3), (2, 2, 1)])
 def test_orderings_within_families_are_every_reordering_inside_each_family(sizes):
-    got = inference._orderings_within(sizes)
+    got = inference.orderings_within(sizes)
     assert tuple(got[0]) == tuple(range(sum(sizes)))  # identity first
     assert {tuple(r) for r in got} == _within_orderings(sizes)
     assert len(got) == math.prod(math.factorial(n) for n in sizes)  # no ordering twice
@@ -36,14 +36,14 @@ def test_orderings_within_families_are_every_reordering_inside_each_family(sizes
 
 def test_past_the_exact_limit_orderings_are_a_seeded_sample_that_stays_inside_the_families():
     sizes = (9, 2)  # 9! 2! = 725,760 orderings: sampled
-    got = inference._orderings_within(sizes)
+    got = inference.orderings_within(sizes)
     assert len(got) == inference.MONTE_CARLO + 1
     assert tuple(got[0]) == tuple(range(11))
     assert (np.sort(got[:, :9], axis=1) == np.arange(9)).all()
     assert (np.sort(got[:, 9:], axis=1) == [9, 10]).all()
     assert len({tuple(r) for r in got[1:]}) > inference.MONTE_CARLO * 0.95  # not one row repeated
-    inference._orderings_within.cache_clear()
-    assert (inference._orderings_within(sizes) == got).all()  # seeded: the same sample again
+    inference.orderings_within.cache_clear()
+    assert (inference.orderings_within(sizes) == got).all()  # seeded: the same sample again
 
 
 @pytest.mark.parametrize("k,count", [(0, 0), (1, 1), (2, 2), (5, 120), (8, 40_320),
@@ -67,7 +67,7 @@ def test_permutation_floor_with_families_counts_only_reorderings_inside_them():
 
 
 def test_blocks_group_each_family_in_a_stable_order():
-    order, sizes = inference._blocks([WIDTH, DEPTH, WIDTH, DEPTH, DEPTH])
+    order, sizes = inference.strata_blocks([WIDTH, DEPTH, WIDTH, DEPTH, DEPTH])
     assert order.tolist() == [1, 3, 4, 0, 2] and sizes == (3, 2)
 
 
@@ -102,8 +102,8 @@ def test_within_centres_each_family_around_its_own_mean():
     v = np.array([1.0, 2.0, 4.0, 10.0, 14.0])
     strata = [DEPTH, WIDTH, DEPTH, WIDTH, DEPTH]
     expected = v - pd.Series(v).groupby(strata).transform("mean").to_numpy()
-    assert inference._within(v, strata) == pytest.approx(expected)
-    assert inference._within(v, None) == pytest.approx(v - v.mean())
+    assert inference.within_strata(v, strata) == pytest.approx(expected)
+    assert inference.within_strata(v, None) == pytest.approx(v - v.mean())
 
 
 def _family_ladder(rng, slope=0.004, offset=0.03, noise=0.002):
@@ -200,7 +200,7 @@ def test_size_effect_reports_the_pieces_it_is_made_of():
     row = inference.size_effect(x, y, "positive", margin, family)
     slope, lo, hi, p = inference.slope_interval(x, y, family)
     mde, sigma = inference.mde_slope(x, y, family)
-    xc = inference._within(x, family)
+    xc = inference.within_strata(x, family)
     assert (row["estimate"], row["ci_low"], row["ci_high"], row["p_value"]) == (slope, lo, hi, p)
     assert row["n"] == 7 and row["unit"] == "teachers" and row["margin"] == margin
     assert row["p_floor"] == pytest.approx(2 / 144) and row["mde"] == mde
