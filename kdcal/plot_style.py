@@ -64,12 +64,15 @@ def style() -> None:
     sns.set_theme(context="notebook", style="whitegrid")
 
 
+SAVE_DPI = 130  # the PNG's resolution: a figure is at most 2000 px a side at it (tests)
+
+
 def save(fig, figures_dir, name: str) -> list[Path]:
     """Write ``name``.png and ``name``.svg into the study's figures folder."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
+    fig.savefig(paths[0], dpi=SAVE_DPI, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     return paths
 
@@ -221,6 +224,17 @@ def family_lines(ax, frame: pd.DataFrame, x: str, value: str, teacher: str, colo
                   ls=FAMILY_STYLE[fam])
 
 
+def seed_dots(ax, x, y, color, marker: str = "o", few: bool = False, spread: float = 0.04,
+              seed: int = 0) -> None:
+    """Every seed's value as a small translucent dot, jittered sideways on a log x axis (by up to
+    ``spread`` of a factor, fixed by ``seed``), so that many seeds at one teacher stay apart;
+    ``few`` (no interval drawn): larger and darker, the seeds being all there is to see."""
+    x = np.asarray(x, dtype=float)
+    jitter = np.exp(np.random.default_rng(seed).uniform(-spread, spread, len(x)))
+    ax.scatter(x * jitter, np.asarray(y, dtype=float), color=color, s=16 if few else 8,
+               alpha=0.75 if few else 0.35, marker=marker, edgecolor="none", zorder=1)
+
+
 def significant(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high") -> np.ndarray:
     """Filled-marker rule: the analysis's verdict when it has one (the Holm-adjusted one first:
     a table of many tests fills only what survives their number), else 'interval excludes 0'."""
@@ -236,9 +250,9 @@ def _no_interval(n) -> bool:
 
 
 def forest_rows(ax, y, mean, low, high, n, colors, sig, seeds=None, margin: float | None = None,
-                below: float = -0.25):
+                below: float = -0.25, mean_size: float = 40, seed_alpha: float = 0.8):
     """Rows of a forest plot: per-seed points just below each row (``below``: the offset in y that
-    puts them under the row on screen), the mean (filled when
+    puts them under the row on screen; 0 puts them on it, under the mean), the mean (filled when
     decided), its 95% interval from MIN_SEEDS_FOR_INTERVAL seeds on, and the margin band."""
     if margin is not None:
         ax.axvspan(-margin, margin, color=BAND, zorder=0, lw=0)
@@ -249,12 +263,13 @@ def forest_rows(ax, y, mean, low, high, n, colors, sig, seeds=None, margin: floa
                     gid=INTERVAL_GID)
         if seeds is not None and len(seeds[i]):
             ax.scatter(seeds[i], np.full(len(seeds[i]), y[i] + below), color=colors[i], s=12,
-                       alpha=0.8, marker="o", edgecolor="none", zorder=3)
-        ax.scatter([mean[i]], [y[i]], s=40, zorder=4, color=colors[i] if sig[i] else "#FFFFFF",
-                   edgecolor=colors[i])
+                       alpha=seed_alpha, marker="o", edgecolor="none", zorder=3)
+        ax.scatter([mean[i]], [y[i]], s=mean_size, zorder=4,
+                   color=colors[i] if sig[i] else "#FFFFFF", edgecolor=colors[i])
 
 
-def forest_handles(margin: float | None, unit: str, seeds: bool, decided: str) -> list:
+def forest_handles(margin: float | None, unit: str, seeds: bool, decided: str,
+                   seed_label: str = "one seed (below its row)") -> list:
     handles = [Line2D([], [], ls="none", marker="o", color=REFERENCE,
                       label=f"mean, filled: {decided}"),
                Line2D([], [], ls="none", marker="o", markerfacecolor="#FFFFFF", color=REFERENCE,
@@ -262,7 +277,7 @@ def forest_handles(margin: float | None, unit: str, seeds: bool, decided: str) -
                Line2D([], [], color=REFERENCE, lw=1.6, label=f"{INTERVAL} (n >= 3 only)")]
     if seeds:
         handles.append(Line2D([], [], ls="none", marker="o", markersize=4, color=REFERENCE,
-                              label="one seed (below its row)"))
+                              label=seed_label))
     if margin is not None:
         handles.append(Patch(color=BAND, label=f"margin band ±{margin:g} {unit} (equivalence)"))
     return handles

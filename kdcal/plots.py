@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from .plot_style import (BAND, CLOSE_TICKS, FAMILY_NAMES, FAMILY_STYLE, INTERVAL, INTERVAL_GID,
                          MIN_SEEDS_FOR_INTERVAL, MODE_ORDER, MODE_PALETTE, NEUTRAL_COLORS,
-                         REFERENCE, mode_color, save, significant, size_tick_labels, style,
-                         teacher_families)
+                         REFERENCE, SAVE_DPI, mode_color, save, significant, size_tick_labels,
+                         style, teacher_families)
 from .plots_regimes import regime_map, temperature_sweep
-from .plots_reliability import reliability_bins, reliability_compare, reliability_grid
+from .plots_reliability import (reliability_bins, reliability_compare, reliability_grid,
+                                reliability_teachers)
 from .plots_students import paired_mode_differences, student_accuracy_vs_teacher_size
 from .plots_teachers import (calibrator_comparison, distill_calibration_vs_size, image_grid,
                              teacher_calibration_vs_size, teacher_variants, temperature_vs_size,
@@ -35,12 +36,13 @@ __all__ = [
     # style: colours, constants, shared rules
     "BAND", "CLOSE_TICKS", "FAMILY_NAMES", "FAMILY_STYLE", "INTERVAL", "INTERVAL_GID",
     "MIN_SEEDS_FOR_INTERVAL", "MODE_ORDER", "MODE_PALETTE", "NEUTRAL_COLORS", "REFERENCE",
-    "mode_color", "save", "significant", "size_tick_labels", "style", "teacher_families",
+    "SAVE_DPI", "mode_color", "save", "significant", "size_tick_labels", "style",
+    "teacher_families",
     # teachers
     "calibrator_comparison", "distill_calibration_vs_size", "image_grid",
     "teacher_calibration_vs_size", "teacher_variants", "temperature_vs_size", "training_curves",
     # reliability
-    "reliability_bins", "reliability_compare", "reliability_grid",
+    "reliability_bins", "reliability_compare", "reliability_grid", "reliability_teachers",
     # students
     "paired_mode_differences", "student_accuracy_vs_teacher_size",
     # regimes

@@ -26,6 +26,23 @@ def _regime_seeds(table: pd.DataFrame, cells, mode: str) -> list[np.ndarray]:
     return out
 
 
+SIZE_PANELS = (  # the size correlations: (columns, title, x label), each drawn when it has values
+    (("size_uncal", "size_cal"), "does a bigger teacher help?",
+     "Spearman correlation of teacher means:\nsize vs student accuracy"),
+    (("size_ece",), "is the bigger teacher less calibrated?",
+     "Spearman correlation of teacher means:\nsize vs teacher ECE"))
+
+
+def _size_points(ax, e: pd.DataFrame, y, col: str, color, offset: float = 0.0) -> None:
+    """One correlation per row (no interval: teachers are the units), filled when decided."""
+    mid, sig = e[col], e[f"{col}_verdict"].isin(DECIDED).to_numpy()
+    ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3)
+    ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="#FFFFFF", edgecolor=color, s=36,
+               zorder=3)
+    ax.axvline(0, color=REFERENCE, lw=1)
+    ax.set_xlim(-1.1, 1.1)
+
+
 def regime_map(effects: pd.DataFrame, mode: str, table: pd.DataFrame | None = None,
                margin: float | None = MARGINS.acc):
     """One row per regime cell: the paired effect of calibration, then the size correlations.
@@ -36,12 +53,20 @@ def regime_map(effects: pd.DataFrame, mode: str, table: pd.DataFrame | None = No
     95% interval over seeds, or the size slope's permutation interval over teachers, excludes 0
     and does not lie inside the margin (negligible effects stay hollow).
     ``table`` (the regimes' results, as :func:`kdcal.regimes.regime_effects` read them) adds each
-    seed's effect beside its row; ``margin`` (accuracy) is the shaded band of (a).
+    seed's effect beside its row; ``margin`` (accuracy) is the shaded band of (a). A size panel
+    with no correlation in any cell (fewer than 3 teachers per cell) is not drawn; the title
+    says so.
     """
     e = effects.sort_values("order").reset_index(drop=True)
     y = np.arange(len(e))[::-1].astype(float)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.46 * len(e) + 2.8), sharey=True,
-                             gridspec_kw={"width_ratios": [1.3, 1, 1]}, layout="constrained")
+    sizes = [p for p in SIZE_PANELS
+             if any(c in e and np.isfinite(e[c].to_numpy(float)).any() for c in p[0])]
+    widths = [1.3] + [1.0] * len(sizes)
+    fig, axes = plt.subplots(1, len(widths), figsize=(1.2 + 3.9 * sum(widths),
+                                                      0.46 * len(e) + 3.0),
+                             sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths},
+                             layout="constrained")
+    axes = axes[0]
     seeds = _regime_seeds(table, e["cell"], mode) if table is not None else None
     n = (e["seeds"].to_numpy(float) if "seeds" in e
          else np.array([len(s) for s in seeds], float) if seeds is not None
@@ -51,49 +76,49 @@ def regime_map(effects: pd.DataFrame, mode: str, table: pd.DataFrame | None = No
                 e["effect_high"].to_numpy(), n, [color] * len(e),
                 e["verdict"].isin(DECIDED).to_numpy(), seeds,
                 None if margin is None else margin * 100)
-    axes[0].set_xlabel(f"student accuracy (points):\n{mode} minus uncalibrated KD")
+    axes[0].set_xlabel(f"student accuracy (points):\n{mode} minus uncalibrated KD", fontsize=9)
+    axes[0].set_ylabel("regime cell", fontsize=9)
     axes[0].set_title("(a) effect of calibrating the teacher", fontsize=10)
-
-    def points(ax, col, color, sig, offset=0.0):
-        mid = e[col]  # correlations carry no interval here: teachers are the units
-        ax.scatter(mid[sig], (y + offset)[sig], color=color, s=36, zorder=3)
-        ax.scatter(mid[~sig], (y + offset)[~sig], facecolor="#FFFFFF", edgecolor=color, s=36,
-                   zorder=3)
-        ax.axvline(0, color=REFERENCE, lw=1)
-
-    for col, c, offset in (("size_uncal", mode_color("uncalibrated"), 0.15),
-                           ("size_cal", color, -0.15)):
-        points(axes[1], col, c, e[f"{col}_verdict"].isin(DECIDED).to_numpy(), offset)
-    axes[1].set_xlabel("Spearman correlation of teacher means:\nteacher size vs student accuracy")
-    axes[1].set_title("(b) does a bigger teacher help?", fontsize=10)
-    points(axes[2], "size_ece", mode_color("teacher"),
-           e["size_ece_verdict"].isin(DECIDED).to_numpy())
-    axes[2].set_xlabel("Spearman correlation of teacher means:\nteacher size vs teacher ECE")
-    axes[2].set_title("(c) is the bigger teacher less calibrated?", fontsize=10)
-    for ax in axes[1:]:
-        ax.set_xlim(-1.1, 1.1)
+    handles = [Line2D([], [], ls="none", marker="o", color=color, label=f"(a) {mode} KD")]
+    for k, (ax, (cols, title, xlabel)) in enumerate(zip(axes[1:], sizes)):
+        letter = "bc"[k]
+        if cols == ("size_ece",):
+            _size_points(ax, e, y, "size_ece", mode_color("teacher"))
+            handles.append(Line2D([], [], ls="none", marker="o", color=mode_color("teacher"),
+                                  label=f"({letter}) teachers"))
+        else:
+            _size_points(ax, e, y, "size_uncal", mode_color("uncalibrated"), 0.15)
+            _size_points(ax, e, y, "size_cal", color, -0.15)
+            handles.append(Line2D([], [], ls="none", marker="o", color=mode_color("uncalibrated"),
+                                  label=f"({letter}) uncalibrated KD"))
+            handles[0].set_label(f"(a, {letter}) {mode} KD")
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_title(f"({letter}) {title}", fontsize=10)
     axes[0].set_yticks(y, [row_label(c, k) for c, k in zip(e["cell"], n)], fontsize=8)
     axes[0].set_ylim(-0.75, len(e) - 0.5)
     for ax in axes:  # separate the factors
         for boundary in np.flatnonzero(e["factor"].to_numpy()[1:] != e["factor"].to_numpy()[:-1]):
             ax.axhline(y[boundary] - 0.5, color=BAND, lw=0.8)
-    handles = [Line2D([], [], ls="none", marker="o", color=mode_color("uncalibrated"),
-                      label="(b) uncalibrated KD"),
-               Line2D([], [], ls="none", marker="o", color=color, label=f"(a, b) {mode} KD"),
-               Line2D([], [], ls="none", marker="o", color=mode_color("teacher"),
-                      label="(c) teachers")]
     handles += forest_handles(None if margin is None else margin * 100, "pt", seeds is not None,
                               "verdict supported or contradicted")
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if sizes else 2, fontsize=8,
+               frameon=False)
     seeds_n = int(np.nanmax(n)) if np.isfinite(n).any() else None
     ladder = int(e["ladder"].max()) if "ladder" in e else None
     counts = ", ".join(x for x in (f"n = {seeds_n} seeds" if seeds_n else "",
                                    f"{ladder} teachers per cell" if ladder else "") if x)
     interval = (f"mean with {INTERVAL}" if seeds_n and seeds_n >= MIN_SEEDS_FOR_INTERVAL
                 else "mean over seeds; n < 3: no interval")
-    fig.suptitle(f"When does teacher calibration matter? One factor changed per row ({counts}); "
-                 f"(a) {interval}, (b, c) teachers as units (exact permutation over teachers)",
-                 fontsize=11)
+    parts = [f"(a) {interval}"]
+    if sizes:
+        parts.append(f"({'b, c' if len(sizes) == 2 else 'b'}) teachers as units "
+                     "(exact permutation over teachers)")
+    if len(sizes) < len(SIZE_PANELS):
+        parts.append("size correlations need 3 teachers in a cell: "
+                     + ("not drawn" if not sizes else "the other one not drawn")
+                     + (f" (here {ladder} per cell)" if ladder else ""))
+    fig.suptitle(f"When does teacher calibration matter? One factor changed per row ({counts})\n"
+                 + "; ".join(parts), fontsize=10)
     return fig
 
 

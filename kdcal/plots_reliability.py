@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .analysis import teacher_family
 from .metrics import ece
-from .plot_style import REFERENCE, arch_sizes, mode_color
+from .plot_style import FAMILY_STYLE, REFERENCE, arch_sizes, mode_color
 
 
 # ---------------------------------------------------------------- reliability
@@ -115,16 +116,54 @@ def _reliability_cell(fig, spec, probs, labels, n_bins: int, color, title: str,
         hist.tick_params(labelleft=False)
 
 
+def reliability_teachers(sizes: dict, families: dict | None = None) -> list[str]:
+    """The teachers a reliability figure compares, smallest first: the smallest and the largest
+    of one ladder, the one with the most teachers (depth first on a tie).
+
+    Within one ladder only size changes (depth in resnetN, width in resnetNxK), so its two ends
+    show the size effect; the largest teacher of all may sit on another ladder (resnet8x4 beside
+    resnet8..56) and compare an architecture as much as a size. ``sizes``: teacher ->
+    parameters; ``families``: teacher -> ``depth``/``width`` (else the name rule,
+    :func:`kdcal.analysis.teacher_family`). Two teachers or fewer: all of them.
+    """
+    names = sorted(sizes, key=lambda t: sizes[t])
+    if len(names) <= 2:
+        return names
+    family = {t: (families or {}).get(t) or teacher_family(t) for t in names}
+    ladders = {f: [t for t in names if family[t] == f] for f in dict.fromkeys(
+        [*FAMILY_STYLE, *family.values()])}
+    ladder = max(ladders.values(), key=len)  # the first of the longest: depth on a tie
+    return [ladder[0], ladder[-1]] if len(ladder) >= 2 else [names[0], names[-1]]
+
+
+def _which_teachers(shown: list[str], teachers: list[str], families: dict | None) -> str:
+    """What the title says about the teachers shown, and why those."""
+    if len(teachers) == 1:
+        return "one teacher"
+    if len(teachers) <= 2:
+        return "both teachers"
+    family = {t: (families or {}).get(t) or teacher_family(t) for t in teachers}
+    ladder = family[shown[0]]
+    if family[shown[-1]] != ladder:
+        return f"smallest and largest teacher ({shown[0]}, {shown[-1]})"
+    others = sorted({family[t] for t in teachers} - {ladder})
+    left = f"; the {' and '.join(others)} ladder not shown" if others else ""
+    changes = "depth" if ladder == "depth" else "width" if ladder == "width" else "size"
+    return (f"the {ladder} ladder's smallest and largest teacher ({shown[0]}, {shown[-1]}): "
+            f"within one ladder only {changes} changes{left}")
+
+
 def reliability_compare(panels: list[tuple], n_bins: int = 15, sizes: dict | None = None,
-                        seed: int | None = None, columns: int = 4):
-    """What a reader compares: the smallest and the largest teacher, before and after calibration.
+                        seed: int | None = None, columns: int = 4, families: dict | None = None):
+    """What a reader compares: the two ends of a teacher ladder, before and after calibration.
 
     ``panels`` holds (probs, labels, title) as :func:`kdcal.study.reliability_panels` (titles
     "<arch> raw", "<arch> T=...") or :func:`kdcal.study.calibrator_panels` ("<arch> <method>")
-    return them. With more than two teachers only the smallest and the largest are kept (by
-    ``sizes``, arch -> parameters, else the registry's counts): one row each, one column per
-    calibration; one teacher's calibrators wrap after ``columns`` panels. Under each panel, the
-    number of test predictions in every bin; the caption says what bars and diagonal are.
+    return them. With more than two teachers only those :func:`reliability_teachers` picks are
+    kept (by ``sizes``, arch -> parameters, else the registry's counts, and ``families``): one
+    row each, one column per calibration; one teacher's calibrators wrap after ``columns``
+    panels. Under each panel, the number of test predictions in every bin; the caption says what
+    bars and diagonal are.
     """
     if not panels:
         raise ValueError("reliability_compare needs at least one (probs, labels, title) panel")
@@ -134,8 +173,7 @@ def reliability_compare(panels: list[tuple], n_bins: int = 15, sizes: dict | Non
     missing = [t for t in teachers if t not in size]
     if missing:
         raise ValueError(f"no size for teacher {missing[0]!r} in sizes")
-    by_size = sorted(teachers, key=lambda t: size[t])
-    shown = by_size if len(by_size) <= 2 else [by_size[0], by_size[-1]]
+    shown = reliability_teachers({t: size[t] for t in teachers}, families)
     rows = [[s for s in states if s[0] == t] for t in shown]
     if len(rows) == 1 and len(rows[0]) > columns:
         rows = [rows[0][i:i + columns] for i in range(0, len(rows[0]), columns)]
@@ -147,11 +185,11 @@ def reliability_compare(panels: list[tuple], n_bins: int = 15, sizes: dict | Non
             _reliability_cell(fig, grid[i, j], probs, labels, n_bins, mode_color(mode),
                               f"{teacher}: {label}", j == 0)
     n_test = len(states[0][4])
-    which = ("smallest and largest teacher" if len(shown) == 2 and len(teachers) > 2
-             else "teachers" if len(shown) > 1 else "one teacher")
-    fig.suptitle(f"Reliability before and after calibration: {which} "
-                 f"({'seed ' + str(seed) if seed is not None else 'one seed'}, "
-                 f"n = {n_test} test images; one seed: no interval)", fontsize=10)
+    which = _which_teachers(shown, teachers, families)
+    title = (f"Reliability before and after calibration: {which} "
+             f"({'seed ' + str(seed) if seed is not None else 'one seed'}, "
+             f"n = {n_test} test images; one seed: no interval)")
+    fig.suptitle(textwrap.fill(title, int(15 * fig.get_figwidth())), fontsize=10)
     caption = (f"Bars: accuracy of the test predictions in each of {n_bins} equal-width bins of "
                "confidence (top-class probability), in the colour of the calibration. Dashed "
                "diagonal: perfect calibration (accuracy = confidence); a bar below it is "

@@ -2,16 +2,19 @@
 as forest plots. Apart from the teachers' figures: these read the students' results."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from .analysis import paired_by_seed, per_seed_means, seed_summary
 from .inference import MARGINS
-from .plot_style import (INTERVAL, MIN_SEEDS_FOR_INTERVAL, MODE_ORDER, errorbars, family_handles,
-                         family_lines, forest_handles, forest_rows, legend_below, mode_color,
-                         row_label, seed_note, significant, size_axis, stagger_ticks,
-                         teacher_families)
+from .plot_style import (BAND, INTERVAL, MIN_SEEDS_FOR_INTERVAL, MODE_ORDER, arch_sizes,
+                         errorbars, family_handles, family_lines, forest_handles, forest_rows,
+                         legend_below, mode_color, row_label, seed_note, significant, size_axis,
+                         stagger_ticks, teacher_families)
 
 
 # ---------------------------------------------------------------- students against size
@@ -73,61 +76,149 @@ def _difference_seeds(students: pd.DataFrame, comparison: str, teacher: str) -> 
     return diff.loc[diff["teacher"].astype(str) == str(teacher), "diff"].to_numpy()
 
 
-def _difference_panel(ax, diffs: pd.DataFrame, title: str, students=None,
-                      margin: float | None = None) -> None:
-    """One row per (comparison, teacher): mean paired difference in points, the seeds beside it,
-    its 95% interval (from 3 seeds on) and the margin band."""
-    y = np.arange(len(diffs))
-    n = diffs["n"].to_numpy(float) if "n" in diffs else np.full(len(diffs), np.inf)
+DIFFERENCE_LABEL = "difference in student test accuracy (points)"
+DETAIL_ROWS = 64  # per-teacher rows (teachers x modes) a detail panel holds; more: left out
+_KINDS = (("uncalibrated", "calibrated KD minus uncalibrated KD"),
+          ("baseline", "KD minus the no-KD student (baseline)"))
+
+
+def _teacher_order(names: list[str], students: pd.DataFrame | None) -> list[str]:
+    """Teachers smallest first: by the students' ``teacher_params``, else the registry's counts."""
+    size = arch_sizes(names)
+    if students is not None and {"teacher", "teacher_params"} <= set(students.columns):
+        known = students.dropna(subset=["teacher", "teacher_params"])
+        size.update(dict(zip(known["teacher"].astype(str), known["teacher_params"].astype(float))))
+    return sorted(names, key=lambda t: size[t])
+
+
+def _difference_rows(ax, part: pd.DataFrame, y, students, margin, below: float,
+                     mean_size: float = 40, seed_alpha: float = 0.8) -> np.ndarray:
+    """Forest rows of ``part`` at ``y`` (points); returns each row's n."""
+    n = part["n"].to_numpy(float) if "n" in part else np.full(len(part), np.inf)
     seeds = None
     if students is not None:
         seeds = [_difference_seeds(students, c, t) * 100
-                 for c, t in zip(diffs["comparison"], diffs["teacher"])]
-        if "n" not in diffs:
+                 for c, t in zip(part["comparison"], part["teacher"])]
+        if "n" not in part:
             n = np.array([len(s) for s in seeds], float)
-    colors = [mode_color(c.split(" - ")[0]) for c in diffs["comparison"]]
-    forest_rows(ax, y, diffs["mean"].to_numpy() * 100, diffs["ci_low"].to_numpy() * 100,
-                diffs["ci_high"].to_numpy() * 100, n, colors, significant(diffs), seeds,
-                None if margin is None else margin * 100, below=0.25)  # y runs downwards
-    labels = diffs["comparison"].str.split(" - ").str[0] + "  |  " + diffs["teacher"].astype(str)
-    ax.set_yticks(y, [row_label(lab, k) for lab, k in zip(labels, n)], fontsize=8)
-    ax.set_ylim(len(diffs) - 0.5, -0.6)
-    ax.set_title(title, fontsize=10)
+    colors = [mode_color(c.split(" - ")[0]) for c in part["comparison"]]
+    forest_rows(ax, y, part["mean"].to_numpy() * 100, part["ci_low"].to_numpy() * 100,
+                part["ci_high"].to_numpy() * 100, n, colors, significant(part), seeds,
+                None if margin is None else margin * 100, below=below, mean_size=mean_size,
+                seed_alpha=seed_alpha)
+    return n
+
+
+def _summary_panel(ax, part: pd.DataFrame, students, margin) -> None:
+    """One row per mode, pooled over teachers; each seed's value a dot under its row."""
+    y = np.arange(len(part), dtype=float)
+    n = _difference_rows(ax, part, y, students, margin, below=0.25)  # y runs downwards
+    ax.set_yticks(y, [row_label(c.split(" - ")[0], k) for c, k in zip(part["comparison"], n)],
+                  fontsize=8)
+    ax.set_ylim(len(part) - 0.5, -0.6)
+    ax.set_ylabel("KD mode", fontsize=9)
+
+
+def _detail_panel(ax, part: pd.DataFrame, teachers: list[str], modes: list[str], students,
+                  margin) -> None:
+    """One block per teacher (smallest on top), a row per mode in it (``modes`` order), the
+    seeds on their row."""
+    step = 0.8 / len(modes)
+    mode_of = part["comparison"].str.split(" - ").str[0]
+    t_index = part["teacher"].astype(str).map(teachers.index).to_numpy()
+    y = t_index + (mode_of.map(modes.index).to_numpy() - (len(modes) - 1) / 2) * step
+    few = "n" in part and part["n"].max() < MIN_SEEDS_FOR_INTERVAL  # the seeds are all there is
+    n = _difference_rows(ax, part, y, students, margin, below=0.0, mean_size=24,
+                         seed_alpha=0.8 if few else 0.4)
+    fewest = [np.min(n[t_index == i], initial=np.inf) for i in range(len(teachers))]
+    ax.set_yticks(range(len(teachers)), [row_label(t, k) for t, k in zip(teachers, fewest)],
+                  fontsize=8)
+    ax.set_ylim(len(teachers) - 0.5, -0.5)
+    ax.grid(False, axis="y")
+    for boundary in np.arange(len(teachers) - 1) + 0.5:
+        ax.axhline(boundary, color=BAND, lw=0.8)
+    ax.set_ylabel("teacher", fontsize=9)
+
+
+def _ordered_modes(comparisons) -> list[str]:
+    """The modes compared (the part before " - "), in the study's order: MODE_ORDER, then the
+    others as they come."""
+    found = list(dict.fromkeys(c.split(" - ")[0] for c in comparisons))
+    return [m for m in MODE_ORDER if m in found] + [m for m in found if m not in MODE_ORDER]
 
 
 def paired_mode_differences(diffs: pd.DataFrame, students: pd.DataFrame | None = None,
                             margin: float | None = MARGINS.acc):
-    """Paired student accuracy differences, two panels: KD modes against the no-KD baseline, and the
-    calibrated modes against uncalibrated KD. One row per mode and teacher ("all": pooled).
+    """Paired student accuracy differences: calibrated KD against uncalibrated KD, and every KD
+    mode against the no-KD baseline (one column each), all panels on one x range.
 
-    ``students`` (the student rows ``diffs`` came from) adds each seed's paired difference as a
-    dot beside its row; ``margin`` (accuracy, as in :func:`kdcal.analysis.mode_differences`) is
-    drawn as a shaded band around 0, so "equivalent" (interval inside it) reads at a glance.
+    Top row: one row per mode, pooled over teachers ("all": each seed's mean over teachers), each
+    seed a dot under its row. Bottom row, when there are two teachers or more and the rows fit
+    (DETAIL_ROWS): the same per teacher, one block per teacher with a row per mode, the seeds on
+    their row. ``students`` (the student rows ``diffs`` came from) adds the seeds; ``margin``
+    (accuracy, as in :func:`kdcal.analysis.mode_differences`) is drawn as a shaded band around 0,
+    so "equivalent" (interval inside it) reads at a glance. The legend sits beside the top row.
     """
-    vs_base = diffs[diffs["comparison"].str.endswith(" - baseline")]
-    vs_uncal = diffs[diffs["comparison"].str.endswith(" - uncalibrated")]
-    panels = [(p, t) for p, t in ((vs_uncal, "(a) calibrated KD minus uncalibrated KD"),
-                                  (vs_base, "(b) KD minus the no-KD student (baseline)"))
-              if len(p)]
-    heights = [len(p) for p, _ in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.6 + 0.34 * sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
-    for ax, (part, title) in zip(axes[:, 0], panels):
-        _difference_panel(ax, part.reset_index(drop=True), title, students, margin)
-    per_teacher = diffs[diffs["teacher"] != "all"]
+    kinds = []
+    for ref, title in _KINDS:
+        part = diffs[diffs["comparison"].str.endswith(f" - {ref}")]
+        if len(part):
+            modes = _ordered_modes(part["comparison"])
+            order = part["comparison"].str.split(" - ").str[0].map(modes.index)
+            kinds.append((part.iloc[np.argsort(order.to_numpy(), kind="stable")]
+                          .reset_index(drop=True), title, modes))
+    modes = _ordered_modes(diffs["comparison"])
+    per_teacher = diffs[diffs["teacher"].astype(str) != "all"]
+    teachers = _teacher_order(list(dict.fromkeys(per_teacher["teacher"].astype(str))), students)
+    pooled = [p[p["teacher"].astype(str) == "all"].reset_index(drop=True) for p, _, _ in kinds]
+    summary = any(len(p) for p in pooled)
+    widest = max(len(m) for _, _, m in kinds)
+    detail = (len(teachers) > 1 or not summary) and len(teachers) * widest <= DETAIL_ROWS
+    rows = ([max(1.4, max(len(p) for p in pooled) * 0.34 + 0.5)] if summary else []) \
+        + ([max(1.6, len(teachers) * widest * 0.15 + 0.5)] if detail else [])
+    fig = plt.figure(figsize=(3.6 + 4.6 * len(kinds), 1.6 + sum(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(kinds), squeeze=False,
+                        gridspec_kw={"height_ratios": rows})
+    for j, (part, title, kind_modes) in enumerate(kinds):
+        if summary:
+            _summary_panel(axes[0, j], pooled[j], students, margin)
+            axes[0, j].set_title(f"({'abcd'[j]}) {title},\npooled over teachers", fontsize=10)
+        if detail:
+            ax = axes[-1, j]
+            _detail_panel(ax, part[part["teacher"].astype(str) != "all"].reset_index(drop=True),
+                          teachers, kind_modes, students, margin)
+            letter = "abcd"[(len(rows) - 1) * len(kinds) + j]
+            ax.set_title(f"({letter}) {title},\nper teacher (smallest first)", fontsize=10)
+    for ax in axes.ravel():
+        ax.sharex(axes[0, 0])  # one x range for every panel
+        ax.set_xlabel(DIFFERENCE_LABEL, fontsize=9)
+    axes[0, 0].autoscale(axis="x")
     n = int(per_teacher["n"].max()) if "n" in diffs and len(per_teacher) else None
-    axes[-1, 0].set_xlabel("difference in student test accuracy (percentage points)")
     rule = ("Holm-adjusted verdict supported or contradicted" if "verdict_holm" in diffs
             else "verdict supported or contradicted" if "verdict" in diffs
             else "95% interval excludes 0")
-    teachers = per_teacher["teacher"].nunique()
-    counts = (f"n = {n} seeds per teacher, {teachers} teachers" if n
-              else f"{teachers} teachers")
+    counts = (f"n = {n} seeds per teacher, {len(teachers)} teachers" if n
+              else f"{len(teachers)} teachers")
     interval = (f"mean and {INTERVAL}" if n and n >= MIN_SEEDS_FOR_INTERVAL
                 else "mean; n < 3: no interval")
-    fig.suptitle(f"Paired by teacher and seed ({counts}): {interval}\n"
-                 "'all': one value per seed, its mean over teachers", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))  # the two title lines: 0.6 in
-    legend_below(fig, forest_handles(None if margin is None else margin * 100, "pt",
-                                     students is not None, rule), ncols=3)
+    shown = []
+    if summary:
+        shown.append("pooled: one value per seed, its mean over teachers")
+    if detail:
+        shown.append("per teacher: a block per teacher, a row per mode")
+    elif len(teachers) > 1:
+        shown.append(f"the {len(teachers)} x {widest} per-teacher rows are in the table")
+    fig.suptitle(f"Paired differences in student test accuracy, by teacher and seed\n({counts}; "
+                 f"{interval}{', dots = seeds' if students is not None else ''})\n"
+                 + "; ".join(shown), fontsize=10)
+    key = [Line2D([], [], ls="none", marker="o", color=mode_color(m), label=m) for m in modes]
+    seeds_label = ("one seed (pooled: below its row; per teacher: on its row)"
+                   if detail and summary else "one seed (on its row)" if detail
+                   else "one seed (below its row)")
+    marks = forest_handles(None if margin is None else margin * 100, "pt",
+                           students is not None, rule, seeds_label)
+    for h in marks:
+        h.set_label(textwrap.fill(h.get_label(), 34))
+    fig.legend(handles=key + marks, loc="outside right upper", fontsize=8, frameon=False,
+               title="mode (top to bottom)", title_fontsize=8, alignment="left")
     return fig

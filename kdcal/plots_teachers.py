@@ -7,12 +7,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from .analysis import seed_summary, t_interval
 from .plot_style import (FAMILY_STYLE, INTERVAL, INTERVAL_GID, MIN_SEEDS_FOR_INTERVAL, REFERENCE,
                          arch_sizes, family_handles, family_lines, legend_below, legend_right,
-                         mode_color, seed_counts, seed_note, size_axis, stagger_ticks,
-                         teacher_families)
+                         mode_color, seed_counts, seed_dots, seed_note, size_axis,
+                         stagger_ticks, teacher_families)
 
 
 # ---------------------------------------------------------------- teachers against size
@@ -49,14 +50,14 @@ def teacher_calibration_vs_size(teachers: pd.DataFrame):
 def distill_calibration_vs_size(teachers: pd.DataFrame):
     """The mechanism: each teacher's ECE and NLL on the images its students learn from
     (``distill_*``: its own training images, or the transfer split), before and after temperature
-    scaling, beside the same on the test set. Calibration can only help a student where the
-    targets it sees are over-confident."""
+    scaling, beside the same on the test set; every seed a small dot, jittered sideways.
+    Calibration can only help a student where the targets it sees are over-confident."""
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4))
     series = (("uncalibrated", "", "o", "test, uncalibrated"),
               ("cal-temperature", "_cal", "o", "test, temperature-scaled"),
               ("uncalibrated", "distill_", "^", "students' images, uncalibrated"),
               ("cal-temperature", "distill_cal", "^", "students' images, temperature-scaled"))
-    handles = []
+    handles, few = [], teachers["seed"].nunique() < MIN_SEEDS_FOR_INTERVAL
     for ax, (metric, ylabel) in zip(axes, (("ece", "ECE (15 bins)"), ("nll", "NLL (nats)"))):
         for phase, kind, marker, label in series:
             col = (f"{metric}{kind}" if not kind.startswith("distill")
@@ -65,13 +66,14 @@ def distill_calibration_vs_size(teachers: pd.DataFrame):
                 continue
             family_lines(ax, teachers, "params", col, "arch", mode_color(phase), label,
                          floor=0.0, marker=marker)
+            seed_dots(ax, teachers["params"], teachers[col], mode_color(phase), marker, few)
             if ax is axes[0]:
                 handles.append(Line2D([], [], color=mode_color(phase), marker=marker, label=label))
         size_axis(ax, teachers, "params", "arch")
         ax.set_xlabel("teacher parameters (log scale)")
         ax.set_ylabel(ylabel)
     fig.suptitle("Teachers' calibration where the students learn (triangles) and on the test set "
-                 f"(circles) ({seed_note(teachers, 'arch')})", fontsize=11)
+                 f"(circles)\n({seed_note(teachers, 'arch')})", fontsize=11)
     stagger_ticks(fig, axes)
     legend_below(fig, handles + family_handles(teacher_families(teachers, "arch")), ncols=3)
     return fig
@@ -97,43 +99,73 @@ def temperature_vs_size(teachers: pd.DataFrame):
 
 
 # ---------------------------------------------------------------- training, images
-def _teacher_alpha(order: list[str]) -> dict[str, float]:
-    """Bigger teacher, darker line: opacity of the teacher colour by rank of size."""
-    k = len(order)
-    return {a: 0.35 + 0.65 * (i / (k - 1) if k > 1 else 1.0) for i, a in enumerate(order)}
+TRAINING_COLUMNS = 4  # teachers per row of the training curves' small multiples
 
 
 def training_curves(curves: pd.DataFrame, sizes: dict | None = None):
-    """Loss and training accuracy per epoch of every teacher: the teacher colour, darker for a
-    bigger teacher (``sizes``: arch -> parameters; else the registry's counts), dashed for the
-    width family; the mean over seeds, with its 95% t-interval as a band from 3 seeds on."""
+    """Loss and training accuracy per epoch, one small panel per teacher (smallest first: by
+    ``sizes``, arch -> parameters, else the curves' ``params``, else the registry's counts; the
+    title gives the count of the first two): the teacher's mean over seeds in
+    the teacher colour (dashed for the width family), its 95% t-interval as a band from 3 seeds
+    on, and every other teacher's mean as a thin grey line to compare against. Whole epochs."""
     archs = list(dict.fromkeys(curves["arch"]))
-    size = sizes or arch_sizes(archs)
+    if sizes is None and "params" in curves and curves["params"].notna().all():
+        sizes = dict(zip(curves["arch"], curves["params"].astype(float)))
+    size = sizes or arch_sizes(archs)  # the registry's counts: an order, not a label
     order = sorted(archs, key=lambda a: size[a])
-    alpha = _teacher_alpha(order)
     fams = dict(zip(curves["arch"], teacher_families(curves, "arch")))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    means = {(a, col): seed_summary(curves[curves["arch"] == a], ["epoch"], col)
+             for a in order for col in ("loss", "train_acc")}
+    few = curves["seed"].nunique() < MIN_SEEDS_FOR_INTERVAL
+    columns = min(len(order), TRAINING_COLUMNS)
+    rows = -(-len(order) // columns)
+    fig = plt.figure(figsize=(1.2 + 2.5 * columns, 1.4 + 2 * 1.75 * rows), layout="constrained")
     color = mode_color("teacher")
-    for ax, col, ylabel in zip(axes, ("loss", "train_acc"),
-                               ("training loss (cross-entropy, nats)", "training accuracy")):
-        for arch in order:
-            summ = seed_summary(curves[curves["arch"] == arch], ["epoch"], col)
-            ax.plot(summ["epoch"], summ["mean"], color=color, alpha=alpha[arch],
-                    ls=FAMILY_STYLE[fams[arch]], label=arch)
+    for sub, (col, ylabel, what) in zip(
+            fig.subfigures(2, 1),
+            (("loss", "loss (nats)", "training loss (cross-entropy)"),
+             ("train_acc", "accuracy", "training accuracy"))):
+        axes = sub.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+        for ax, arch in zip(axes.ravel(), order):
+            for other in order:
+                if other != arch:
+                    m = means[(other, col)]
+                    ax.plot(m["epoch"], m["mean"], color=REFERENCE, alpha=0.3, lw=0.7)
+            summ = means[(arch, col)]
+            ax.plot(summ["epoch"], summ["mean"], color=color, lw=1.8, ls=FAMILY_STYLE[fams[arch]])
+            if few:  # no interval: every seed's curve instead
+                for _, g in curves[curves["arch"] == arch].groupby("seed"):
+                    ax.plot(g["epoch"], g[col], color=color, lw=0.8, alpha=0.5,
+                            ls=FAMILY_STYLE[fams[arch]])
             ok = summ["n"] >= MIN_SEEDS_FOR_INTERVAL
             if ok.any():
                 ax.fill_between(summ["epoch"][ok], summ["ci_low"][ok], summ["ci_high"][ok],
-                                color=color, alpha=0.12 * alpha[arch], lw=0, gid=INTERVAL_GID)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-    handles, _ = axes[1].get_legend_handles_labels()
-    legend_right(axes[1], handles + family_handles(fams.values()),
-                 title="teacher (darker = bigger)", title_fontsize=8)
+                                color=color, alpha=0.2, lw=0, gid=INTERVAL_GID)
+            ax.set_title(f"{arch} ({size[arch] / 1e3:.0f}k)" if sizes else arch, fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.tick_params(labelsize=8)
+        for ax in axes.ravel()[len(order):]:
+            ax.set_visible(False)
+        for ax in axes[:, 0]:
+            ax.set_ylabel(ylabel, fontsize=9)
+        for i, ax in enumerate(axes.ravel()[:len(order)]):
+            if i + columns >= len(order):  # the lowest panel of its column
+                ax.set_xlabel("epoch", fontsize=9)
+                ax.tick_params(labelbottom=True)
+        sub.suptitle(what, fontsize=10)
+    handles = [Line2D([], [], color=color, lw=1.8, label="the panel's teacher: mean over seeds"),
+               Line2D([], [], color=REFERENCE, alpha=0.3, lw=0.7,
+                      label="the other teachers' means")]
+    if few:
+        handles.insert(1, Line2D([], [], color=color, lw=0.8, alpha=0.5,
+                                 label="the panel's teacher: one seed"))
+    handles += family_handles(fams.values())
     n = curves["seed"].nunique()
     what = ("line = mean, band = 95% t-interval over seeds" if n >= MIN_SEEDS_FOR_INTERVAL
-            else "line = mean over seeds; n < 3: no interval")
-    fig.suptitle(f"Teacher training ({seed_counts(curves, 'arch')}; {what})", fontsize=10)
-    fig.tight_layout()
+            else "thick line = mean, thin = seeds; n < 3: no interval")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Teacher training, one panel per teacher, smallest first\n"
+                 f"({seed_counts(curves, 'arch')}; {what})", fontsize=10)
     return fig
 
 

@@ -135,10 +135,13 @@ def teacher_table(cfg: StudyConfig, study_dir) -> pd.DataFrame:
 
 
 def training_curves(cfg: StudyConfig, study_dir) -> pd.DataFrame:
-    """Per-epoch loss and training accuracy of every finished teacher (long format)."""
+    """Per-epoch loss and training accuracy of every finished teacher (long format), with its
+    parameter count (``params``) where its metrics hold one."""
     study, rows = Study(study_dir), []
     for rid, arch, seed in teacher_runs(cfg):
         if study.is_done(rid):
-            for h in read_json(study.run_dir(rid) / "metrics.json")["history"]:
-                rows.append({"arch": arch, "seed": seed, **h})
+            m = read_json(study.run_dir(rid) / "metrics.json")
+            size = {"params": m["params"]} if "params" in m else {}
+            for h in m["history"]:
+                rows.append({"arch": arch, "seed": seed, **size, **h})
     return pd.DataFrame(rows)

@@ -110,7 +110,8 @@ tables.show(teachers, columns=["arch", "seed", "params", "acc", "ece", "nll", "v
 # ## Did the teachers fit their training data?
 #
 # Over-confidence grows when a network drives its training loss to zero: the curves show training loss
-# and accuracy per epoch (mean and 95% interval over seeds).
+# and accuracy per epoch, one panel per teacher (smallest first), the other teachers' means in grey behind
+# it (mean and 95% interval over seeds; with fewer than 3 seeds, each seed's curve instead).
 
 # %%
 fig = plots.training_curves(study.training_curves(cfg, study_dir))

@@ -136,12 +136,17 @@ else:
 # %% [markdown]
 # ## Reliability diagrams
 #
-# Smallest and largest teacher (first seed), before and after temperature scaling: bars are the accuracy per
-# confidence bin, the dashed diagonal perfect calibration; under each, the predictions per bin.
+# The smallest and the largest teacher of one ladder (first seed), before and after temperature scaling: the
+# ladder with the most teachers, the depth ladder in these studies. Within one ladder only size changes, so the
+# pair shows the size effect; the largest teacher of all may sit on the width ladder (resnet8x4 beside
+# resnet8-56), another architecture. `plots.reliability_teachers` chooses; the title says which. Bars are the
+# accuracy per confidence bin, the dashed diagonal perfect calibration; under each, the predictions per bin.
 
 # %%
+shown = plots.reliability_teachers(tables.teacher_sizes(teachers), analysis.families(teachers))
 panels = study.reliability_panels(cfg, study_dir, seed=cfg.seeds[0])
-plots.save(plots.reliability_compare(panels, cfg.ece_bins, sizes=tables.teacher_sizes(teachers), seed=cfg.seeds[0]),
+plots.save(plots.reliability_compare(panels, cfg.ece_bins, sizes=tables.teacher_sizes(teachers), seed=cfg.seeds[0],
+                                     families=analysis.families(teachers)),
            figures, "teacher_reliability");
 
 # %% [markdown]
@@ -173,10 +178,10 @@ tables.show(analysis.method_summary(methods))
 plots.save(plots.calibrator_comparison(methods), figures, "calibrators_by_teacher");
 
 # %% [markdown]
-# Reliability diagrams of the largest teacher (first seed) under each calibrator:
+# Reliability diagrams of the largest teacher of that ladder (first seed) under each calibrator:
 
 # %%
-panels = study.calibrator_panels(cfg, study_dir, cfg.teachers[-1], cfg.seeds[0])
+panels = study.calibrator_panels(cfg, study_dir, shown[-1], cfg.seeds[0])
 plots.save(plots.reliability_compare(panels, cfg.ece_bins, seed=cfg.seeds[0]), figures, "calibrators_reliability");
 
 # %% [markdown]

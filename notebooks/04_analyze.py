@@ -94,7 +94,9 @@ plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_a
 # (`seeds_needed_observed`: the observed difference). The table holds many tests (every mode, every
 # teacher), so `p_holm` adjusts their p-values for their number (Holm, both tests of every row in one family,
 # as for the claims below) and `verdict_holm` is the verdict that survives it: the figure fills a marker only
-# where `verdict_holm` is supported or contradicted.
+# where `verdict_holm` is supported or contradicted. In the figure, the top
+# row pools over teachers (a row per mode, every seed a dot under it), the bottom row holds the same per
+# teacher (a block per teacher, a row per mode); every panel shares one x range.
 
 # %%
 diffs = analysis.mode_differences(students, cfg.modes)

@@ -341,19 +341,28 @@ def test_paired_differences_draw_every_seed_and_the_margin_band():
     students = students_frame(seeds=4, archs=("resnet8", "resnet14", "resnet8x2"))
     diffs = analysis.mode_differences(students, KD)
     fig = plots.paired_mode_differences(diffs, students=students, margin=0.005)
-    panels = [ax for ax in fig.axes if ax.get_yticks().size]
-    assert len(panels) == 2
-    for ax in panels:
+    panels = {ax.get_title()[:3]: ax for ax in fig.axes if ax.get_yticks().size}
+    assert sorted(panels) == ["(a)", "(b)", "(c)", "(d)"]  # pooled and per teacher, two columns
+    for ax in panels.values():
         assert _margin_bands(ax) == [(-0.5, 0.5)]
-    # panel (a): calibrated KD minus uncalibrated; each row's dots are its per-seed differences
-    part = diffs[diffs["comparison"].str.endswith(" - uncalibrated")].reset_index(drop=True)
-    dots = _seed_dots(panels[0])
-    for i, row in part.iterrows():
-        mode_a, mode_b = row["comparison"].split(" - ")
-        d = analysis.paired_by_seed(students, mode_a, mode_b)
-        expected = (analysis.per_seed_means(d) if row["teacher"] == "all"
-                    else d.loc[d["teacher"] == row["teacher"], "diff"]).to_numpy() * 100
-        np.testing.assert_allclose(dots[round(i + 0.25, 3)], np.sort(expected))
+    # (a): calibrated KD minus uncalibrated, pooled: a row per mode, its per-seed values under it
+    dots = _seed_dots(panels["(a)"])
+    modes = [t.get_text() for t in panels["(a)"].get_yticklabels()]
+    assert modes == ["compose", "replace", "cal-histogram"]
+    for i, mode in enumerate(modes):
+        d = analysis.paired_by_seed(students, mode, "uncalibrated")
+        np.testing.assert_allclose(dots[round(i + 0.25, 3)],
+                                   np.sort(analysis.per_seed_means(d).to_numpy() * 100))
+    # (c): the same per teacher, smallest on top: a block per teacher, a row per mode, seeds on it
+    dots = _seed_dots(panels["(c)"])
+    teachers = [t.get_text() for t in panels["(c)"].get_yticklabels()]
+    assert teachers == ["resnet8", "resnet14", "resnet8x2"]
+    step = 0.8 / len(modes)
+    for (ti, teacher), (mi, mode) in itertools.product(enumerate(teachers), enumerate(modes)):
+        d = analysis.paired_by_seed(students, mode, "uncalibrated")
+        expected = d.loc[d["teacher"] == teacher, "diff"].to_numpy() * 100
+        y = ti + (mi - (len(modes) - 1) / 2) * step
+        np.testing.assert_allclose(dots[round(y, 3)], np.sort(expected))
     plt.close(fig)
 
 
@@ -361,14 +370,16 @@ def test_a_holm_adjusted_verdict_decides_which_markers_are_filled():
     students = students_frame(seeds=3, archs=("resnet8",))
     diffs = analysis.mode_differences(students, ["uncalibrated", "compose"])
     diffs = diffs.assign(verdict="supported", verdict_holm="underpowered")
-    first = diffs.index[diffs["comparison"] == "compose - uncalibrated"][0]  # panel (a) first
+    first = diffs.index[(diffs["comparison"] == "compose - uncalibrated")
+                        & (diffs["teacher"] == "all")][0]  # panel (a), its one row
     diffs.loc[first, "verdict_holm"] = "contradicted"
-    fig = plots.paired_mode_differences(diffs)
+    fig = plots.paired_mode_differences(diffs)  # one teacher: the pooled rows only
     means = [c for ax in fig.axes for c in ax.collections if np.all(c.get_sizes() == 40)]
     white = to_hex("#FFFFFF")
     filled = [_hex(c.get_facecolor()) != {white} for c in means]
-    assert filled == [True] + [False] * (len(diffs) - 1)
-    assert "Holm-adjusted verdict" in " ".join(t.get_text() for t in fig.legends[0].texts)
+    assert filled == [True] + [False] * ((diffs["teacher"] == "all").sum() - 1)
+    legend = " ".join(t.get_text() for t in fig.legends[0].texts)
+    assert "Holm-adjusted verdict" in " ".join(legend.split())  # labels wrap
     plt.close(fig)
 
 
