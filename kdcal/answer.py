@@ -14,7 +14,7 @@ import re
 
 import pandas as pd
 
-from .tables import format_interval, format_number
+from .tables import P_VALUE_FLOOR, format_interval, format_number, format_p
 
 HOLDS, NOT_REPRODUCED, OPEN = "holds", "not reproduced", "open"
 ANSWERS = (HOLDS, NOT_REPRODUCED, OPEN)
@@ -98,13 +98,79 @@ def answer(key: str | None, text: str, verdict: str, low=math.nan, high=math.nan
     return OPEN
 
 
-def finding(row: pd.Series, verdict: str, digits: int = 2) -> str:
-    """What this run found, in one line: the verdict, the estimate and its interval, the units."""
-    parts = [verdict or "no verdict"]
-    est = row.get("estimate")
-    if _finite(est):
-        ci = format_interval(row.get("ci_low"), row.get("ci_high"), digits)
-        parts.append(f"estimate {format_number(est, digits)}, 95% CI {ci}")
+# The README's units: accuracy and ECE (differences, slopes) in percentage points, x100; NLL as it is
+POINTS = {"ECE": "ECE points", "acc": "accuracy points", "accuracy": "accuracy points"}
+METRIC = re.compile(r"\b(ECE|NLL|acc|accuracy)\b")
+DECIDED = ("supported", "contradicted")
+
+
+def effect_units(row: pd.Series) -> tuple[float, str, int] | None:
+    """(scale, units, decimals) of a claim's estimate, read from its ``statistic`` (else its claim
+    text): accuracy and ECE x100 in points, "per doubling" for a slope over teacher size, NLL
+    unscaled; None when the row names no metric."""
+    statistic = row.get("statistic")
+    text = statistic if isinstance(statistic, str) and statistic.strip() else str(row.get("claim", ""))
+    metric = METRIC.search(text)
+    if not metric:
+        return None
+    name = metric.group(1)
+    per = " per doubling" if "per doubling" in text else ""
+    if name == "NLL":
+        return 1.0, f"NLL{per}", 3
+    return 100.0, POINTS[name] + per, 2
+
+
+def signed(value: float, decimals: int = 2) -> str:
+    """``value`` with its sign, ``decimals`` decimals ("+0.66", "-5.61"); two significant digits
+    where those decimals would read zero ("-0.0017"); ``0`` for zero, never "-0.00"."""
+    if value == 0:
+        return "0"
+    text = f"{value:+.{decimals}f}"
+    if float(text) == 0:
+        text = f"{value:+.{1 - math.floor(math.log10(abs(value)))}f}"
+    return text
+
+
+def holm_reading(row: pd.Series) -> str:
+    """The verdict to read, said in full where Holm's adjustment changed it: "underpowered
+    (decided before Holm, not after: supported alone)" for a row whose interval is decided but
+    whose adjusted p-value is not below 5%; the verdict alone otherwise."""
+    verdict = _verdict(row)
+    alone = row.get("verdict")
+    alone = alone.strip() if isinstance(alone, str) else ""
+    if alone in DECIDED and verdict not in DECIDED and verdict != alone:
+        return f"{verdict} (decided before Holm, not after: {alone} alone)"
+    return verdict
+
+
+def _p_values(row: pd.Series) -> str:
+    p, holm = row.get("p_value"), row.get("p_holm")
+    if not _finite(p):
+        return ""
+    text = f"p {'= ' if p >= P_VALUE_FLOOR else ''}{format_p(p)}"
+    if _finite(holm):
+        text += f", after Holm {format_p(holm)}"
+    return f" ({text})"
+
+
+def finding(row: pd.Series, verdict: str | None = None, digits: int = 2) -> str:
+    """What this run found, in one line, in the README's units: the verdict (and where Holm's
+    adjustment undid a decided interval, that it did), the estimate and its 95% interval in
+    points ("+0.66 [+0.29, +0.85] ECE points per doubling"), the p-values, the units of the test."""
+    verdict = holm_reading(row) if verdict is None else verdict
+    est, low, high = row.get("estimate"), row.get("ci_low"), row.get("ci_high")
+    units = effect_units(row)
+    effect = ""
+    if _finite(est) and units is not None:
+        scale, label, decimals = units
+        interval = (f" [{signed(low * scale, decimals)}, {signed(high * scale, decimals)}]"
+                    if _finite(low) and _finite(high) else " (no interval)")
+        effect = f"{signed(est * scale, decimals)}{interval} {label}"
+    elif _finite(est):
+        effect = (f"estimate {format_number(est, digits)}, 95% CI "
+                  f"{format_interval(low, high, digits)}")
+    head = f"{verdict or 'no verdict'}: {effect}{_p_values(row)}" if effect else (verdict or "no verdict")
+    parts = [head]
     n, unit = row.get("n"), row.get("unit")
     if _finite(n) and isinstance(unit, str):
         scope = SCOPES.get(row.get("family")) if unit == "teachers" else None
@@ -114,7 +180,66 @@ def finding(row: pd.Series, verdict: str, digits: int = 2) -> str:
     return f"{text} ({note})" if isinstance(note, str) and note.strip() else text
 
 
-SCOPES = {"all": "(depth and width ladders, with a family term)", "depth": "(depth ladder)",
+EFFECT_COLUMNS = ("estimate", "ci_low", "ci_high", "margin", "margin_span", "mde")
+
+
+def in_points(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims table in the README's units: each row's effect columns (estimate, interval,
+    margin, mde) x100 where it is an accuracy or ECE effect, and a column ``units`` that says
+    which ("ECE points per doubling", "accuracy points", "NLL")."""
+    out = claims.copy()
+    units = [effect_units(row) for _, row in claims.iterrows()]
+    for col in EFFECT_COLUMNS:
+        if col in out.columns:
+            out[col] = [v * u[0] if u is not None and _finite(v) else v for v, u in zip(out[col], units)]
+    where = out.columns.get_loc("ci_high") + 1 if "ci_high" in out.columns else len(out.columns)
+    out.insert(where, "units", [u[1] if u is not None else "" for u in units])
+    return out
+
+
+def holm_column(claims: pd.DataFrame) -> pd.Series:
+    """``verdict_holm`` as a reader should read it (:func:`holm_reading`: "underpowered (decided
+    before Holm, not after: supported alone)"); empty where a row is not adjusted (a secondary row)."""
+    if "verdict_holm" not in claims.columns:
+        return pd.Series("", index=claims.index)
+    return claims.apply(lambda row: holm_reading(row) if isinstance(row.get("verdict_holm"), str)
+                        and row["verdict_holm"].strip() else "", axis=1)
+
+
+def settle_note(claims: pd.DataFrame) -> str:
+    """What this run's design can settle, from its own claims table (Markdown, one paragraph): the
+    teachers behind a size claim and the smallest p-value their permutation allows (``p_floor``),
+    what Holm's adjustment over the claims makes of it, and the seeds behind a paired claim."""
+    parts = []
+    if "unit" in claims.columns and "n" in claims.columns:
+        size = claims[claims["unit"] == "teachers"]
+        if "family" in size.columns and (size["family"] == "all").any():
+            size = size[size["family"] == "all"]
+        floors = size["p_floor"].dropna() if "p_floor" in size.columns else pd.Series(dtype=float)
+        adjusted = int(claims["p_holm"].notna().sum()) if "p_holm" in claims.columns else 0
+        if len(size) and _finite(size["n"].max()):
+            text = f"A size claim here rests on {format_number(size['n'].max())} teachers"
+            if len(floors):
+                floor = float(floors.min())
+                text += (f": an exact permutation over them gives no p-value below "
+                         f"{format_number(floor, 2)} (`p_floor`), so a size claim "
+                         + ("can reach 5%" if floor < 0.05 else "cannot reach 5%, whatever the seeds"))
+                if adjusted > 1 and floor < 0.05:
+                    at_floor = format_number(min(1.0, floor * adjusted), 2)
+                    text += (f"; Holm's adjustment over the {adjusted} claims multiplies a p-value by "
+                             f"at most {adjusted}: {at_floor} at that floor")
+            elif size["n"].max() < 3:
+                text += ": fewer than 3 give no interval and no p-value, whatever the seeds"
+            parts.append(text + ".")
+        seeds = claims.loc[claims["unit"] == "seeds", "n"]
+        if len(seeds) and _finite(seeds.max()):
+            parts.append(f"A paired claim rests on {format_number(seeds.max())} seeds.")
+    parts.append("The notes say, claim by claim, how many seeds or teachers would settle what this run "
+                 "leaves open.")
+    return "**What this run can settle.** " + " ".join(parts)
+
+
+SCOPES = {"all": "(both ladders, with a family term)", "depth": "(depth ladder)",
           "width": "(width ladder)"}
 
 
@@ -141,16 +266,18 @@ def answer_box(claims: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise KeyError(f"answer_box: the claims table has no column(s) {missing}; "
                        f"it has {list(claims.columns)}")
-    rows = []
+    rows, previous = [], None
     for _, row in headline_rows(claims).iterrows():
         text = str(row["claim"])
         key = claim_key(text)
         verdict = _verdict(row)
+        says = PAPER_SAYS.get(key, "–")
         rows.append({
             "claim": text,
-            "the paper says": PAPER_SAYS.get(key, "–"),
-            "this study finds": finding(row, verdict),
+            "the paper says": "as above" if key is not None and key == previous else says,
+            "this study finds": finding(row),
             "answer": answer(key, text, verdict, row.get("ci_low", math.nan),
                              row.get("ci_high", math.nan)),
         })
+        previous = key
     return pd.DataFrame(rows, columns=COLUMNS)

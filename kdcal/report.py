@@ -1,10 +1,14 @@
 """One readable page from the executed notebooks, complete offline: a title block with the answer
-box first, contents, the notebooks' narrative, tables and figures (code, logs, progress bars and
-notebook-only cells left out, empty sections dropped), the references, and a folded appendix.
+box first (in percentage points, as the README), contents, the notebooks' narrative with their key
+figures (code, logs, progress bars and notebook-only cells left out, empty sections dropped), the
+references, and a folded appendix with the rest.
 
-Notebook cells say where they go with tags: ``notebook-only`` (instructions for a reader of the
-notebook, "Run alone ...") stays out of the report; ``appendix`` (per-seed tables) goes into the
-folded appendix at the end. Formulas are MathML rendered at build time (:mod:`kdcal.texmath`); the
+Notebook cells say where they go with tags: ``notebook-only`` (instructions and exercises for a
+reader of the notebook, "Run alone ...", "Try this") stays out of the report; ``appendix``
+(per-seed and per-teacher tables, secondary figures, derivations) goes into the folded appendix
+at the end, under the notebook and section it came from. The tags, and the markdown, are those
+of the repository's notebooks for the cells they share an id with (:mod:`kdcal.report_cells`),
+so a study executed earlier renders with today's layout. Formulas are MathML rendered at build time (:mod:`kdcal.texmath`); the
 page loads nothing from the network.
 """
 from __future__ import annotations
@@ -19,20 +23,18 @@ from pathlib import Path
 from . import texmath
 from .answer import answer_box
 from .references import PAPER, cite, references_html
+from .report_cells import (ALT_METADATA, APPENDIX, NOTE_METADATA, NOTEBOOK_DIR, NOTEBOOK_ONLY,
+                           as_written, clean_outputs, figure_alts, source_cells)
 from .store import atomic_write_bytes
 from .tables import PROJECT, display_path, table
 
-NOTEBOOK_ONLY, APPENDIX = "notebook-only", "appendix"  # cell tags
-NOTE_METADATA = "kdcal_notebook_only"  # an output's metadata key: shown in the notebook, not in the report
 SKIPPED_TAGS = {"parameters", "injected-parameters", NOTEBOOK_ONLY}
-APPENDIX_TITLE = "Appendix: per-seed tables"
-QUESTION = ("Are bigger, more accurate teachers worse teachers because they are over-confident? The "
-            "paper's abstract says that larger teachers may be too over-confident for a student to "
-            "imitate, and that after \"simple model calibration\" of each teacher, teacher size "
-            "correlates positively with student performance. It names no data set, calibration method "
-            "or distillation recipe: temperature scaling fitted on a validation split, the claims' "
-            "statistics and their margins are this study's reading. This report re-runs that "
-            "experiment and tests each claim with a rule fixed in advance.")
+APPENDIX_TITLE = "Appendix: the details (per-seed and per-teacher tables, further figures, derivations)"
+QUESTION = ("Are bigger, more accurate teachers worse teachers because they are over-confident, and "
+            "does calibrating each teacher first make teacher size pay off for the student, as the "
+            "paper's abstract says? The abstract names no data set, calibrator or distillation recipe: "
+            "those, the claims' statistics and their margins are this study's reading (section 1). "
+            "Each claim is tested with a rule fixed in advance.")
 ANSWER_STUDY = "outputs/evidence-transfer"  # the study the README's answer comes from
 # What each profile can decide, said first (in the report and in `kdcal run`'s output), so that a
 # run that ends on `open` everywhere reads as designed, not as a failure.
@@ -61,7 +63,8 @@ CONTENTS_MARK = '<div class="kdcal-contents-here"></div>'
 ANSWER_HELP = ("<strong>holds</strong>: this run confirms what the paper says; <strong>not "
                "reproduced</strong>: this run finds the opposite, or no effect larger than the margin "
                "where the paper expects one; <strong>open</strong>: this design cannot tell (more seeds "
-               "or teachers would; the section \"The claims, tested\" has the full table).")
+               "or teachers would). Accuracy and ECE effects are in percentage points, as in the "
+               "README; the full claims table is in the appendix (\"The claims, tested\").")
 # Offline page: nbconvert's lab template without its network scripts (require.js, MathJax, mermaid,
 # widgets), with the report's own style after JupyterLab's, and raw HTML cells of the report's making
 # emitted as they are.
@@ -76,7 +79,19 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block rawcell scoped -%}
 {%- if cell.metadata.get('kdcal_html') -%}{{ cell.source }}{%- else -%}{{ super() }}{%- endif -%}
 {%- endblock rawcell -%}
-"""
+{%- block data_png scoped -%}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+     alt="{{ output.metadata.get('ALT_KEY', '') | escape_html }}">
+</div>
+{%- endblock data_png -%}
+{%- block data_jpg scoped -%}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/jpeg;base64,{{ output.data['image/jpeg'] | escape_html }}"
+     alt="{{ output.metadata.get('ALT_KEY', '') | escape_html }}">
+</div>
+{%- endblock data_jpg -%}
+""".replace("ALT_KEY", ALT_METADATA)
 CSS = """
 .kdcal-scroll { overflow-x: auto; max-width: 100%; margin-bottom: 1em; }
 .jp-RenderedHTMLCommon .kdcal-scroll > table { table-layout: auto; margin: 0; }
@@ -89,37 +104,21 @@ math[display="block"] { display: block math; margin: 0.6em 0; max-width: 100%; o
 .kdcal-answer { border: 2px solid #3a5a80; border-radius: 6px; padding: 0.2em 1em 0.6em;
                 margin: 1em 0; }
 .jp-RenderedHTMLCommon .kdcal-answer td,
-.jp-RenderedHTMLCommon .kdcal-answer th { vertical-align: top; text-align: left; }
+.jp-RenderedHTMLCommon .kdcal-answer th { vertical-align: top; text-align: left; padding: 0.2em 0.5em; }
+.kdcal-answer th:nth-child(1), .kdcal-answer th:nth-child(2) { width: 24%; }
+.kdcal-answer th:nth-child(3) { width: 42%; }
+nav.kdcal-contents ul { list-style: none; padding-left: 0; margin: 0.3em 0 1em; }
+nav.kdcal-contents li { display: inline; }
+nav.kdcal-contents li + li::before { content: " | "; color: #888; }
 .kdcal-answer td.kdcal-holds { color: #1a6b2a; font-weight: bold; }
 .kdcal-answer td.kdcal-not-reproduced { color: #a02020; font-weight: bold; }
 .kdcal-answer td.kdcal-open { color: #666; font-weight: bold; }
 details.kdcal-appendix { margin: 2em 0; }
 details.kdcal-appendix > summary { font-size: 1.5em; cursor: pointer;
                                    font-family: var(--jp-content-font-family); }
-ol.kdcal-references li { margin-bottom: 0.4em; }
+ol.kdcal-references { font-size: 0.92em; }
+ol.kdcal-references li { margin-bottom: 0.2em; }
 """
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"  # progress bars; text fallback "0%|"
-# lines the study's `log` writes (`[run id] epoch 3/10 ...`, `[run id] done, skipped`): log.txt's, not the page's
-LOG_LINE = re.compile(r"^\s*\[[^\]]+\] .*$|^== .*$")
-
-
-def _clean_outputs(outputs: list, study_root: Path) -> list:
-    """Drop stderr, widgets, log lines and notebook notes; replace the study folder's absolute path
-    by its short name."""
-    kept = []
-    short = display_path(study_root)
-    for out in outputs:
-        if (out.get("name") == "stderr" or WIDGET_MIME in out.get("data", {})
-                or out.get("metadata", {}).get(NOTE_METADATA)):
-            continue
-        if out.get("output_type") == "stream":
-            lines = [ln for ln in out["text"].splitlines(keepends=True) if not LOG_LINE.match(ln)]
-            if not "".join(lines).strip():
-                continue
-            out["text"] = "".join(lines)
-        _replace_path(out, str(study_root), short)
-        kept.append(out)
-    return kept
 
 
 def notebook_note(text: str) -> None:
@@ -128,14 +127,6 @@ def notebook_note(text: str) -> None:
     from IPython.display import display
 
     display({"text/plain": text}, raw=True, metadata={NOTE_METADATA: True})
-
-
-def _replace_path(out: dict, path: str, short: str) -> None:
-    if "text" in out:
-        out["text"] = out["text"].replace(path, short)
-    for mime, value in out.get("data", {}).items():
-        if mime.startswith("text/") and isinstance(value, str):
-            out["data"][mime] = value.replace(path, short)
 
 
 def _provenance() -> str:
@@ -201,20 +192,22 @@ def _title_block(study_root: Path, title: str) -> str:
 
 
 def _contents(body: str) -> str:
-    """A nested list of the notebooks' headings (h1, h2) after the contents mark, linked to them,
-    then the appendix."""
+    """One line per notebook (h1) after the contents mark, with its sections (h2) on the same line,
+    each linked; then the appendix. Headings inside the appendix are not listed."""
     groups: list[tuple[str, list[str]]] = []
     after = body[body.index(CONTENTS_MARK):]
-    for level, anchor, inner in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', after, re.S):
+    appendix = after.find('id="Appendix"')
+    main = after if appendix < 0 else after[:appendix]
+    for level, anchor, inner in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', main, re.S):
         text = html.escape(html.unescape(re.sub(r"<[^>]+>|¶", "", inner)).strip())
         link = f'<a href="#{anchor}">{text}</a>'
         if level == "1":
             groups.append((link, []))
         elif groups:
             groups[-1][1].append(link)
-    if 'id="Appendix"' in after:
+    if appendix >= 0:
         groups.append((f'<a href="#Appendix">{APPENDIX_TITLE}</a>', []))
-    items = "".join(f"<li>{top}<ul>{''.join(f'<li>{s}</li>' for s in subs)}</ul></li>"
+    items = "".join(f"<li>{top}" + (f" – {' · '.join(subs)}" if subs else "") + "</li>"
                     for top, subs in groups)
     return f'<nav class="kdcal-contents"><ul>{items}</ul></nav>'
 
@@ -289,17 +282,40 @@ def _raw_html(source: str, styled: bool = True):
     return nbformat.v4.new_raw_cell(source, metadata={"kdcal_html": True})
 
 
-def _section_name(cells: list) -> str:
-    """The last h1 and h2 above the end of ``cells``, "1. Train ...: The ladder", for the appendix."""
-    names: dict[int, str] = {}
-    for c in cells:
+def _headings(cell) -> list[tuple[int, str]]:
+    """(level, text) of each heading of a markdown cell, "#" and spaces stripped."""
+    if cell.cell_type != "markdown":
+        return []
+    return [(level, text.lstrip("#").strip()) for level, text in _markdown_items(cell.source) if level]
+
+
+def demote(source: str, by: int = 2) -> str:
+    """A markdown text with every heading ``by`` levels lower (at most h6): a notebook's section
+    under the appendix's "From <notebook>" heading."""
+    return "\n".join(("#" * min(level + by, 6) + text[level:]) if level else text
+                      for level, text in _markdown_items(source))
+
+
+def _appendix_cells(appendix: list) -> list:
+    """The appendix's cells, each notebook's under "From <notebook>" (h3); a code cell whose
+    section heading is not in the appendix under that section's name (h4); the notebooks'
+    own headings demoted below those."""
+    import nbformat
+
+    cells, notebook, section = [], None, None
+    for title, where, c in appendix:
+        if title != notebook:
+            cells.append(nbformat.v4.new_markdown_cell(f"### From {title}" if title else "### More"))
+            notebook, section = title, None
         if c.cell_type == "markdown":
-            for level, text in _markdown_items(c.source):
-                if level in (1, 2):
-                    names[level] = text.lstrip("#").strip()
-                    if level == 1:
-                        names.pop(2, None)
-    return ": ".join(names[k] for k in sorted(names))
+            sections = [text for level, text in _headings(c) if level == 2]
+            section = sections[-1] if sections else section
+            c.source = demote(c.source)
+        elif where and where != section:
+            cells.append(nbformat.v4.new_markdown_cell(f"#### {where}"))
+            section = where
+        cells.append(c)
+    return cells
 
 
 def _protect_math(cell, formulas: texmath.Formulas) -> None:
@@ -318,30 +334,44 @@ def wrap_tables(page: str) -> str:
                   page, flags=re.S)
 
 
-def build_report(study_dir, notebooks: list[str], title: str = "kdcal study report") -> Path:
-    """Concatenate the executed notebooks under a title block; render with nbconvert, inputs left out."""
+def build_report(study_dir, notebooks: list[str], title: str = "kdcal study report",
+                 source_dir=NOTEBOOK_DIR) -> Path:
+    """Concatenate the executed notebooks under a title block; render with nbconvert, inputs left out.
+
+    Each cell goes where its tags say (:func:`kdcal.report_cells.as_written`: those of the notebook
+    of the same name in ``source_dir``, the repository's, for a cell it has, whose markdown text it
+    shows too): ``notebook-only`` and parameters nowhere, ``appendix`` into the folded appendix,
+    the rest on the page."""
     import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
     study_root = Path(study_dir).resolve()
     main = [_raw_html(_title_block(study_root, title))]
-    appendix = []
+    appendix = []  # (notebook title, section, cell)
     merged = None
     for name in notebooks:
         nb = nbformat.read(study_root / name, as_version=4)
         merged = merged or nb
-        start = len(main)
+        source = source_cells(name, source_dir)
+        ran_in = nb.metadata.get("papermill", {}).get("parameters", {}).get("study_dir")
+        heading = {1: None, 2: None}
         for c in nb.cells:
-            tags = set(c.metadata.get("tags", []))
+            tags = as_written(c, source)
             if tags & SKIPPED_TAGS:
                 continue
+            for level, text in _headings(c):
+                if level in (1, 2):
+                    heading[level] = text
+                    if level == 1:
+                        heading[2] = None
             if c.cell_type == "code":
-                c.outputs = _clean_outputs(c.get("outputs", []), study_root)
+                c.outputs = clean_outputs(c.get("outputs", []), study_root, ran_in)
                 if not c.outputs:
                     continue
+                figure_alts(c, heading[2] or heading[1] or "")
             if APPENDIX in tags:
-                appendix.append((_section_name(main[start:]), c))
+                appendix.append((heading[1], heading[2], c))
             else:
                 main.append(c)
     cells = drop_empty_sections(main)
@@ -349,12 +379,7 @@ def build_report(study_dir, notebooks: list[str], title: str = "kdcal study repo
     if appendix:
         cells.append(_raw_html(f'<details class="kdcal-appendix" id="Appendix">'
                                f"<summary>{APPENDIX_TITLE}</summary>", styled=False))
-        shown = None
-        for section, c in appendix:
-            if section and section != shown:
-                cells.append(nbformat.v4.new_markdown_cell(f"#### From {section}"))
-                shown = section
-            cells.append(c)
+        cells += drop_empty_sections(_appendix_cells(appendix))
         cells.append(_raw_html("</details>", styled=False))
     formulas = texmath.Formulas()
     for c in cells:

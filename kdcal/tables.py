@@ -53,6 +53,28 @@ def format_number(value, digits: int = 4) -> str:
     return f"{v:.{decimals}f}"  # never rounds to zero: at least one significant digit is kept
 
 
+P_VALUE_FLOOR = 0.001  # below it a p-value reads "< 0.001": its digits there are noise, not news
+# columns that hold p-values: p_value, p_holm, and a regimes table's size_uncal_p (not p_floor, a bound)
+P_COLUMN = re.compile(r"^(?:p|p_value|p_holm|p_adj\w*|\w+_p)$")
+
+
+def format_p(value) -> str:
+    """A p-value as a person reads it: "< 0.001" below 0.001, three decimals below 0.1 ("0.014",
+    "0.050"), two from 0.1 up ("0.23"), ``1`` for one; a dash where there is none."""
+    if value is None or value is pd.NA:
+        return NO_VALUE
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return NO_VALUE
+    if v < P_VALUE_FLOOR:
+        return f"< {P_VALUE_FLOOR:g}"
+    text = f"{v:.3f}"
+    text = text if float(text) < 0.1 else f"{v:.2f}"
+    return "1" if float(text) == 1 else text
+
+
 def format_interval(low, high, digits: int = 4, bounds: tuple[float, float] | None = None) -> str:
     """``[low, high]``, each end clipped to ``bounds`` (what the quantity can be); a dash without one."""
     if not all(isinstance(v, numbers.Number) and math.isfinite(v) for v in (low, high)):
@@ -169,11 +191,14 @@ def column_bounds(frame: pd.DataFrame, bounds=None) -> dict:
 
 
 def table(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] | None = None,
-          columns: list[str] | None = None, caption: str | None = None, bounds=None) -> Table:
+          columns: list[str] | None = None, caption: str | None = None, bounds=None,
+          intervals: bool = False) -> Table:
     """``frame`` (or one record, a dict) formatted for reading: see the module docstring.
 
     A named index (a pivot table's teachers, say) becomes the first column. Numbers are clipped to
     what they can be (:func:`column_bounds`): an accuracy interval ends at 1, an NLL interval at 0.
+    p-values (:data:`P_COLUMN`) read "< 0.001" below 0.001 (:func:`format_p`). ``intervals``:
+    each ``x``, ``x_low``, ``x_high`` as one column (:func:`merge_intervals`).
     """
     if isinstance(frame, dict):
         frame = pd.DataFrame([frame])
@@ -186,14 +211,32 @@ def table(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] |
             raise KeyError(f"table: no column(s) {missing}; available: {list(frame.columns)}")
         frame = frame[columns]
     limits = column_bounds(frame, bounds)
-    text = frame.apply(lambda col: col.map(lambda v: format_value(v, digits, limits.get(col.name))))
+    text = frame.apply(lambda col: col.map(format_p) if P_COLUMN.match(str(col.name)) else
+                       col.map(lambda v: format_value(v, digits, limits.get(col.name))))
     text.columns = [str(c) for c in frame.columns]
+    if intervals:
+        text = merge_intervals(text)
     return Table(text.reset_index(drop=True), caption)
 
 
+def merge_intervals(text: pd.DataFrame) -> pd.DataFrame:
+    """Each ``x`` beside its ``x_low`` and ``x_high`` (already text) as one column ``x``:
+    "0.8505 [0.8481, 0.8530]", so that a summary of many metrics is a third as wide and can
+    wrap to fit the page; a dash where a row has no interval."""
+    out = text.copy()
+    for col in list(text.columns):
+        low, high = f"{col}_low", f"{col}_high"
+        if low in text.columns and high in text.columns:
+            out[col] = [v if NO_VALUE in (lo, hi) else f"{v} [{lo}, {hi}]"
+                        for v, lo, hi in zip(text[col], text[low], text[high])]
+            out = out.drop(columns=[low, high])
+    return out
+
+
 def show(frame: pd.DataFrame | dict, digits: int = 4, sizes: dict[str, float] | None = None,
-         columns: list[str] | None = None, caption: str | None = None, bounds=None) -> None:
+         columns: list[str] | None = None, caption: str | None = None, bounds=None,
+         intervals: bool = False) -> None:
     """Display :func:`table` (in a notebook; printed text elsewhere)."""
     from IPython.display import display
 
-    display(table(frame, digits, sizes, columns, caption, bounds))
+    display(table(frame, digits, sizes, columns, caption, bounds, intervals))

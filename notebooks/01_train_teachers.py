@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -28,7 +28,8 @@
 # The abstract is all of the paper this study has: it names no data set, no calibrator and no way of
 # distilling from a calibrated teacher. Fashion-MNIST, the ResNet ladders, temperature scaling fitted on a
 # validation split, and the distillation modes of notebook 3 are this study's reading of it.
-#
+
+# %% [markdown] tags=["appendix"]
 # This study re-runs the experiment in four notebooks:
 #
 # 1. **this notebook**: train teachers of growing size, several seeds each;
@@ -39,7 +40,7 @@
 # The notebooks share nothing but the *study folder*: every trained model is a run in `runs/` whose id
 # is a hash of its full configuration, so re-running skips what is done and resumes what was cut off.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) say why calibration is fitted on a validation split and
 # never on test; (2) read a ResNet ladder's parameter counts; (3) find a run's training log (`log.txt` in the
 # study folder) and explain why re-running skips finished runs (run ids hash the full configuration).
@@ -52,7 +53,7 @@ study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the com
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
 workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 
-# %%
+# %% tags=["appendix"]
 import kdcal
 from kdcal import config, study, plots, analysis, tables, logfile, report
 
@@ -66,7 +67,7 @@ print(f"dataset {cfg.dataset}, teachers {cfg.teachers}, student {cfg.student}, s
 print(f"teacher recipe: {cfg.teacher_epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} ({cfg.schedule}), "
       f"weight decay {cfg.weight_decay}, augmentation {cfg.augment}")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## The data and its three splits
 #
 # The training set is split, with a fixed seed, into a **training** part (teachers and students learn from
@@ -74,24 +75,24 @@ print(f"teacher recipe: {cfg.teacher_epochs} epochs, batch {cfg.batch_size}, lr 
 # is only used to report numbers. Fitting the temperature on test data would make every calibrated
 # number optimistic.
 
-# %%
+# %% tags=["appendix"]
 splits = study.load_splits(cfg)
 print(f"train {len(splits.train_y)}, validation {len(splits.val_y)}, test {len(splits.test_y)} images "
       f"of {splits.in_channels}x{splits.image_size}x{splits.image_size}, {splits.num_classes} classes")
 plots.image_grid(splits.train_x[:16], [splits.classes[int(i)] for i in splits.train_y[:16]]);
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## The teacher ladder
 #
 # CIFAR-style ResNets (He et al. 2016): three stages of residual blocks with 16, 32 and 64 channels.
 # Depth `6n+2` sets the size; the `xK` variants multiply every width by K. Parameter counts below are for
 # this dataset's input channels and classes.
 
-# %%
+# %% tags=["appendix"]
 ladder = study.architecture_table(cfg, splits)
 tables.show(ladder)
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Training
 #
 # Every teacher is trained with SGD and cross-entropy. Data live in memory as `uint8` tensors on the
@@ -99,25 +100,25 @@ tables.show(ladder)
 # per epoch is printed for logs. When a teacher is done, its checkpoint, its logits on the training,
 # validation and test images, and its test metrics are written to its run folder.
 
-# %%
+# %% tags=["appendix"]
 teachers = study.train_teachers(cfg, study_dir, log=log)
-print(log)
+report.notebook_note(repr(log))  # "N log lines written to ...": for the notebook's reader, not the report
 
 # %% tags=["appendix"]
 tables.show(teachers, columns=["arch", "seed", "params", "acc", "ece", "nll", "val_acc", "train_seconds"])
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Did the teachers fit their training data?
 #
 # Over-confidence grows when a network drives its training loss to zero: the curves show training loss
 # and accuracy per epoch, one panel per teacher (smallest first), the other teachers' means in grey behind
 # it (mean and 95% interval over seeds; with fewer than 3 seeds, each seed's curve instead).
 
-# %%
+# %% tags=["appendix"]
 fig = plots.training_curves(study.training_curves(cfg, study_dir))
 plots.save(fig, figures, "teacher_training_curves");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Teachers calibrated by training
 #
 # Calibration can also come from how a teacher is trained: **label smoothing** (the targets put
@@ -127,14 +128,14 @@ plots.save(fig, figures, "teacher_training_curves");
 # trained is the `teacher_variants` parameter; they become extra teacher rows in `results.csv`, compared in
 # notebook 2.
 
-# %%
+# %% tags=["appendix"]
 if cfg.teacher_variants:
     variants = study.train_teacher_variants(cfg, study_dir, log=log)
     tables.show(variants[variants["variant"] != "standard"])
 else:
     report.notebook_note("No teacher variants in this profile: set teacher_variants, e.g. --set teacher_variants=label_smoothing,mixup")
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
 # 1. Set `overrides = {"teacher_epochs": 8}` in the parameters cell and run all. *Expected:* new run ids

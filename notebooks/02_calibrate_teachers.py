@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,7 +29,7 @@
 # arXiv:2111.01684); temperature scaling fitted by NLL is this study's choice of it, and the other
 # calibrators below are there to see whether that choice matters.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) compute and read ECE, NLL and a reliability diagram;
 # (2) explain why temperature scaling never changes accuracy; (3) tell an over-confident teacher (fitted T > 1)
 # from an under-confident one (T < 1).
@@ -59,7 +59,7 @@ figures = study.Study(study_dir).figures
 plots.style()
 log = logfile.StudyLog(study_dir, "02_calibrate_teachers")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Temperature scaling by hand
 #
 # The whole method is one number. For one teacher (the ladder's last, first seed): the mean NLL of
@@ -67,7 +67,7 @@ log = logfile.StudyLog(study_dir, "02_calibrate_teachers")
 # `kdcal.calibration.fit_temperature` finds (L-BFGS on $\log T$, the optimiser the library uses for every
 # teacher below). NLL is convex in $1/T$, so there is one minimum and both must find it.
 
-# %%
+# %% tags=["appendix"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -91,12 +91,12 @@ ax.axvline(t_library, linestyle="--", color="black", label=f"fit_temperature: T 
 ax.set(xscale="log", xlabel="temperature T", ylabel="validation NLL", title=f"{arch}, seed {seed}")
 ax.legend();
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Every teacher
 #
 # The same fit for every teacher and seed, then the test metrics before and after.
 
-# %%
+# %% tags=["appendix"]
 table = study.calibrate_teachers(cfg, study_dir, log=log)
 
 # %% tags=["appendix"]
@@ -116,7 +116,7 @@ teachers = study.results_table(cfg, study_dir).query("role == 'teacher' and mode
 plots.save(plots.teacher_calibration_vs_size(teachers), figures, "teacher_calibration_vs_size")
 plots.save(plots.temperature_vs_size(teachers), figures, "teacher_temperature_vs_size");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Where the students learn: the mechanism
 #
 # Calibration can only change what a student learns where the targets it sees are mis-calibrated. The
@@ -127,13 +127,13 @@ plots.save(plots.temperature_vs_size(teachers), figures, "teacher_temperature_vs
 # circles: the same on the test set. A temperature above 1 that fixes the test set makes targets that were
 # already calibrated *under*-confident.
 
-# %%
+# %% tags=["appendix"]
 if "distill_ece" in teachers and teachers["distill_ece"].notna().any():
     plots.save(plots.distill_calibration_vs_size(teachers), figures, "teacher_calibration_where_students_learn");
 else:
     report.notebook_note("This study predates the distill_* columns: rerun notebook 02 to compute them.")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Reliability diagrams
 #
 # The smallest and the largest teacher of one ladder (first seed), before and after temperature scaling: the
@@ -142,14 +142,14 @@ else:
 # resnet8-56), another architecture. `plots.reliability_teachers` chooses; the title says which. Bars are the
 # accuracy per confidence bin, the dashed diagonal perfect calibration; under each, the predictions per bin.
 
-# %%
+# %% tags=["appendix"]
 shown = plots.reliability_teachers(tables.teacher_sizes(teachers), analysis.families(teachers))
 panels = study.reliability_panels(cfg, study_dir, seed=cfg.seeds[0])
 plots.save(plots.reliability_compare(panels, cfg.ece_bins, sizes=tables.teacher_sizes(teachers), seed=cfg.seeds[0],
                                      families=analysis.families(teachers)),
            figures, "teacher_reliability");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Beyond temperature scaling
 #
 # ECE is one summary among several, and temperature scaling one calibrator among several. Other metrics:
@@ -172,25 +172,25 @@ plots.save(plots.reliability_compare(panels, cfg.ece_bins, sizes=tables.teacher_
 # $10^{-12}$), so the teacher's target at temperature $\tau$ is $p^{1/\tau}$ renormalised: the same
 # softening that $\tau$ applies to ordinary logits.
 
-# %%
+# %% tags=["appendix"]
 methods = study.compare_calibrators(cfg, study_dir, log=log)
 tables.show(analysis.method_summary(methods))
 plots.save(plots.calibrator_comparison(methods), figures, "calibrators_by_teacher");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # Reliability diagrams of the largest teacher of that ladder (first seed) under each calibrator:
 
-# %%
+# %% tags=["appendix"]
 panels = study.calibrator_panels(cfg, study_dir, shown[-1], cfg.seeds[0])
 plots.save(plots.reliability_compare(panels, cfg.ece_bins, seed=cfg.seeds[0]), figures, "calibrators_reliability");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Calibration by training
 #
 # The teachers trained with label smoothing, mixup or early stopping (notebook 1), beside the standard ones,
 # before and after their own temperature scaling.
 
-# %%
+# %% tags=["appendix"]
 variants = study.variant_table(cfg, study_dir)
 if variants["variant"].nunique() > 1:
     tables.show(variants.groupby(["params", "arch", "variant"])[["acc", "ece", "ece_cal", "nll", "nll_cal", "temperature"]]
@@ -199,7 +199,7 @@ if variants["variant"].nunique() > 1:
 else:
     report.notebook_note("No teacher variants in this profile (teacher_variants is empty).")
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
 # 1. Compare the smallest and the largest teacher: their fitted T (the table above, seed by seed) and their

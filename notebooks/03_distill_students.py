@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -44,7 +44,7 @@
 # same batches, in one training loop that reads the teacher's cached logits. Differences between modes are
 # then due to the loss alone, which lets notebook 4 compare them pair by pair.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) derive why the KD term is multiplied by $\tau^2$;
 # (2) say exactly what each mode (`uncalibrated`, `compose`, `replace`) changes in the loss; (3) explain why
 # students of one teacher and seed are trained *paired* (same initial weights, same batches).
@@ -60,7 +60,7 @@ study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the com
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
 workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 
-# %%
+# %% tags=["appendix"]
 import kdcal
 from kdcal import config, study, plots, analysis, tables, logfile, budget, report
 
@@ -73,14 +73,14 @@ print(f"student {cfg.student}: {budget.student_epochs(cfg)} epochs = {budget.stu
       f"for every student and the baseline (teachers: {budget.teacher_steps(cfg)}), "
       f"lr {cfg.student_lr}, tau {cfg.tau}, KD weight alpha {cfg.alpha}, modes {cfg.modes} + baseline")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## The loss, written out
 #
 # The formula above in ten lines of PyTorch. The teacher's logits come from a run of notebook 1 (its
 # training images, where the student learns); the student's logits are random here, because it is the
 # loss that is checked, not a student.
 
-# %%
+# %% tags=["appendix"]
 import torch
 import torch.nn.functional as F
 from kdcal import distill, store
@@ -110,7 +110,7 @@ assert torch.allclose(mine, library, rtol=1e-5), (mine, library)
 print(f"{teacher['arch']} seed {teacher['seed']}, 256 training images, tau {cfg.tau}, alpha {cfg.alpha}: "
       f"written out {mine:.6f}, kdcal.distill.kd_loss {library:.6f}")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Temperature scaling inside KD is a choice of temperature
 #
 # Look at the table of modes again. `replace` divides teacher *and* student logits by $T$ and weighs the KD
@@ -126,7 +126,7 @@ print(f"{teacher['arch']} seed {teacher['seed']}, 256 training images, tau {cfg.
 # uncalibrated KD at $\tau = T$ to the last bit, and `compose` equals plain KD from the temperature-scaled
 # teacher (up to float rounding of $z/(T\tau)$ against $(z/T)/\tau$).
 
-# %%
+# %% tags=["appendix"]
 T = float(teacher["temperature"])
 replace = distill.make_loss("replace", cfg.tau, cfg.alpha, fitted_t=T)(z_s, y, z_t)
 uncalibrated_at_T = distill.make_loss("uncalibrated", T, cfg.alpha)(z_s, y, z_t)
@@ -138,21 +138,21 @@ print(f"T = {T:.3f}: replace {replace:.6f} = uncalibrated KD at tau = T {uncalib
 print(f"compose {compose:.6f} = plain KD at tau = {cfg.tau:g} from the teacher's logits divided by T "
       f"{scaled_teacher:.6f}: its logits end up divided by T*tau = {T * cfg.tau:.2f}")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Train the students
 
-# %%
+# %% tags=["appendix"]
 plan = study.student_plan(cfg, study_dir)
-print(f"{len(plan)} students planned")
+report.notebook_note(f"{len(plan)} students planned")  # for the notebook's reader: the report has no log lines
 students = study.distill_students(cfg, study_dir, log=log)
-print(log)
+report.notebook_note(repr(log))
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Students at a glance
 #
 # Test accuracy per teacher and mode (mean over seeds). The next notebook puts intervals on these numbers.
 
-# %%
+# %% tags=["appendix"]
 main = students[students["mode"].isin(["baseline", *cfg.modes])]
 sizes = tables.teacher_sizes(study.results_table(cfg, study_dir))
 tables.show(main.pivot_table(index="teacher", columns="mode", values="acc", aggfunc="mean"), sizes=sizes)
@@ -161,7 +161,7 @@ tables.show(main.pivot_table(index="teacher", columns="mode", values="acc", aggf
 tables.show(main.sort_values(["mode", "seed"]), sizes=sizes,
             columns=["teacher", "mode", "seed", "temperature", "kd_tau", "acc", "ece", "agreement", "kl_teacher"])
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Controls: a tuned temperature, and the teacher-temperature sweep
 #
 # Two questions a sceptical reader asks:
@@ -178,7 +178,7 @@ tables.show(main.sort_values(["mode", "seed"]), sizes=sizes,
 # Both are parameters (`tau_grid`, `teacher_temperature_grid`, `control_seeds`); they add students to the
 # same training loops, so they are paired with the main modes.
 
-# %%
+# %% tags=["appendix"]
 students = study.results_table(cfg, study_dir).query("role == 'student'")  # with teacher facts
 controls = analysis.tau_controls(students, cfg.tau)
 if controls.empty:
@@ -189,7 +189,7 @@ else:
     tables.show(analysis.correlation(tuned, "teacher_params", "acc"),
                 caption="Teacher size vs student accuracy at the validation-tuned tau")
 
-# %%
+# %% tags=["appendix"]
 sweep = analysis.temperature_sweep(students)
 if sweep.empty:
     report.notebook_note("No temperature sweep in this profile: set teacher_temperature_grid, e.g. --set teacher_temperature_grid=0.5,2,4")
@@ -197,7 +197,7 @@ else:
     tables.show(sweep, sizes=tables.teacher_sizes(students))
     plots.save(plots.temperature_sweep(sweep), figures, "teacher_temperature_sweep");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Why $\tau^2$? (the derivation)
 #
 # Write $p = \mathrm{softmax}(z_t/\tau)$ and $q = \mathrm{softmax}(z_s/\tau)$. The gradient of
@@ -217,7 +217,8 @@ else:
 #   becomes $\alpha T^2$. Two things change at once: the softening (T is usually far from $\tau = 4$) *and*
 #   the KD weight. A gain of `replace` over `uncalibrated` at $\tau = 4$ can therefore come from a better
 #   temperature, not from calibration: compare it with uncalibrated KD at a tuned $\tau$ (the control above).
-#
+
+# %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
 # 1. How much does calibration change what the student is taught, at $\tau = 1$ against $\tau = 4$? Before

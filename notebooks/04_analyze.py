@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -21,7 +21,7 @@
 # Knowledge-distillation effects on small datasets are often a fraction of a point, inside seed noise:
 # an interval that contains zero means "not shown by this run", whatever the point estimate says.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
 # 95% interval of a paired difference; (3) tell the five verdicts apart (supported, contradicted, negligible,
 # equivalent, underpowered) and say what a minimum detectable effect is; (4) say why the paper's claim is an
@@ -41,9 +41,10 @@ executor = "local"     # local | ray: where the trainings run (docs/running.md: 
 workers = None         # local worker processes side by side; None = the profile's (quick: 2)
 reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
 
-# %%
+# %% tags=["appendix"]
 import kdcal
-from kdcal import config, study, plots, analysis, claims as claim_tests, tables, bundle
+from kdcal import config, study, plots, analysis, claims as claim_tests, tables, bundle, answer
+from IPython.display import display, Markdown
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
                                **({"workers": workers} if workers is not None else {})})
@@ -56,16 +57,20 @@ students = results[results["role"] == "student"]
 sizes = tables.teacher_sizes(results)
 print(f"{len(teachers)} teachers and {len(students)} students in {tables.display_path(study_dir)}/results.csv")
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Teachers: size, accuracy and calibration
 #
 # Mean and 95% t-interval over seeds per teacher, before (`ece`, `nll`) and after (`ece_cal`, `nll_cal`)
 # temperature scaling; `–` where there is no interval (one seed). The figures of these numbers, and the
 # reliability diagrams, are in notebook 2 (section "Calibration against teacher size").
 
-# %%
+# %% tags=["appendix"]
 summary = analysis.teacher_summary(teachers)
-tables.show(summary)
+with_ci = lambda names: [c for n in names for c in (n, f"{n}_low", f"{n}_high") if c in summary]
+tables.show(summary, columns=["arch", "params", "seeds", *with_ci(["acc", "ece", "ece_cal", "nll", "nll_cal",
+                                                                   "temperature"])], intervals=True)
+tables.show(summary, columns=["arch", *with_ci(["train_acc", "train_ece", "train_nll"])], intervals=True,
+            caption="The same teachers on their training images")
 
 # %% [markdown]
 # ## Students: accuracy against teacher size, per mode
@@ -81,7 +86,7 @@ tables.show(analysis.seed_summary(students, ["mode", "teacher"], "acc"), sizes=s
 # %%
 plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_accuracy_vs_teacher_size");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Paired differences between modes
 #
 # For the same teacher and seed, students differ only by their loss, so the difference of their accuracies
@@ -98,16 +103,18 @@ plots.save(plots.student_accuracy_vs_teacher_size(students), figures, "student_a
 # row pools over teachers (a row per mode, every seed a dot under it), the bottom row holds the same per
 # teacher (a block per teacher, a row per mode); every panel shares one x range.
 
-# %%
+# %% tags=["appendix"]
 diffs = analysis.mode_differences(students, cfg.modes)
 
 # %% tags=["appendix"]
-tables.show(diffs, sizes=sizes)
+points = [c for c in ("mean", "std", "ci_low", "ci_high", "mde") if c in diffs]
+tables.show(diffs.assign(**{c: diffs[c] * 100 for c in points}), sizes=sizes, digits=3,
+            caption="Accuracy differences in percentage points (x100), as in the README")
 
-# %%
+# %% tags=["appendix"]
 plots.save(plots.paired_mode_differences(diffs, students=students), figures, "paired_mode_differences");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Teacher size and the student: teachers are the units
 #
 # A claim about teacher *size* generalises over teachers, so each teacher contributes one number (its mean
@@ -117,8 +124,8 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 # p-value can fall below 2/k! (`p_floor`): 4 teachers cannot reach 5%, whatever the seeds say.
 #
 # **Two families, never one line.** The teachers form a depth ladder (`resnetN`) and a width ladder
-# (`resnetNxK`); at equal parameters the width teachers can sit well apart from the depth teachers (in the
-# evidence run, about 1.8 ECE points lower). A line through both would mix the offset with the slope, so
+# (`resnetNxK`); at equal parameters the width teachers can sit well apart from the depth teachers (their
+# ECE more than a point lower, in this study's runs of both ladders). A line through both would mix the offset with the slope, so
 # the claims below test size within each family, and across families with a *family term*: each family its
 # own intercept, one common slope, and a permutation that only reorders teachers inside their family
 # (4 depth and 3 width teachers allow 4! x 3! = 144 orderings, p >= 0.014). The table below pools the
@@ -127,11 +134,11 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 # is explained ($R^2$, Spearman) by the teacher's ECE versus the teacher's accuracy (descriptive: no test
 # over these non-independent rows).
 
-# %%
+# %% tags=["appendix"]
 tables.show(analysis.size_correlations(students), digits=3)
 tables.show(analysis.predictors_of_student(students), digits=3)
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## The claims, tested
 #
 # The paper (Yang & Song, arXiv:2111.01684) says that large teachers are over-confident, and that *after
@@ -191,13 +198,15 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # (2 over the orderings of the teachers) says so in `note`: only more teachers lower it. Read `verdict_holm`
 # first.
 
-# %%
+# %% tags=["appendix"]
 print(claim_tests.VERDICT_RULE)
 claims = claim_tests.claims_table(results)
 study.save_table(claims, study_dir, "claims.csv")
-tables.show(claims[["claim", "family", "estimate", "ci_low", "ci_high", "n", "unit", "p_value",
-                    "p_equiv", "p_holm", "p_test", "margin", "needed", "needed_observed", "verdict",
-                    "verdict_holm"]])
+# in the README's units (accuracy and ECE x100: points), and "decided before Holm, not after" said
+shown = answer.in_points(claims).assign(verdict_holm=answer.holm_column(claims))
+tables.show(shown[["claim", "family", "estimate", "ci_low", "ci_high", "units", "n", "unit", "p_value",
+                   "p_equiv", "p_holm", "p_test", "margin", "needed", "needed_observed", "verdict", "verdict_holm"]], digits=3)
+display(Markdown(answer.settle_note(claims)))
 
 # %% tags=["notebook-only"]
 print(claim_tests.claims_summary(claims))
@@ -208,11 +217,9 @@ print(claim_tests.claims_summary(claims))
 # is that of the committed evidence runs.
 
 # %% tags=["notebook-only"]
-from kdcal.answer import answer_box
+tables.show(answer.answer_box(claims))
 
-tables.show(answer_box(claims))
-
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **What each profile can settle.** `tutorial` (2 teachers, 2 seeds) settles nothing: it is for learning the
 # pipeline. `quick` (4 depth teachers, 3 seeds) cannot settle any size claim (an exact permutation over 4
 # teachers gives p >= 2/4! = 0.083) and settles a paired claim only if its effect is several times the
@@ -222,7 +229,8 @@ tables.show(answer_box(claims))
 # teachers) allow p >= 2/(6! 2!) = 0.0014 across families, so a size claim can survive Holm over their 19
 # claims (0.0014 x 19 = 0.026). The notes say, claim by claim, how many seeds or teachers would settle what a
 # run leaves open.
-#
+
+# %% [markdown] tags=["appendix"]
 # ## Reading the intervals and verdicts, in plain words
 #
 # - **The seed is the unit.** One seed fixes a teacher's and a student's initial weights and batches. Two
@@ -235,16 +243,17 @@ tables.show(answer_box(claims))
 #   shown; if it contains zero, it is not.
 # - **Minimum detectable effect**: the smallest true effect this number of seeds would detect most of the
 #   time; with few seeds it is often larger than any effect KD plausibly has on this scale.
-#
+
+# %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
 # 1. In `results`, compute the mean accuracy of `uncalibrated` students minus `baseline` per seed
 #    (`students.pivot_table(index="seed", columns="mode", values="acc")`). *Expected:* the per-seed
 #    differences vary by about as much as their mean: that spread is what the interval measures.
-# 2. Rerun notebooks 1-4 with `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the interval of claim 5
-#    narrows (roughly by $\sqrt{2/3}$ in width, more from the t quantile), so its verdict may move from
-#    *underpowered*; the size claims (1, 3, 4 and the interaction) stay underpowered, whatever the seeds: the
-#    tutorial's 2 teachers give no interval.
+# 2. With the default profile (`tutorial`: 2 teachers, 2 seeds), rerun notebooks 1-4 with
+#    `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the interval of claim 5 narrows (roughly by
+#    $\sqrt{2/3}$ in width, more from the t quantile), so its verdict may move from *underpowered*; the size
+#    claims (1, 3, 4 and the interaction) stay underpowered, whatever the seeds: 2 teachers give no interval.
 # 3. Read claim 2's row: which teacher is "least favourable"? *Expected:* the one whose ECE or NLL improves
 #    least under temperature scaling, usually the smallest, best-calibrated teacher.
 #

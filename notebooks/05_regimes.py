@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -20,7 +20,10 @@
 # may be too over-confident"; Yang & Song 2021, arXiv:2111.01684) shows in this study's runs: fitted T and
 # ECE rise with size, while the student-side claims sit near seed noise.
 # This notebook asks where, if anywhere, calibrating the teacher *does* change what the student learns.
-#
+# Each row of the map below is a *cell*: the base study with **one** setting changed; the design and the
+# statistics are set out next (in the report, in its appendix).
+
+# %% [markdown] tags=["appendix"]
 # **Design.** Every row of the map below is a *cell*: the base study of notebooks 1-4 with **one**
 # setting changed (one factor at a time, not a full factorial, so effects are read against the same
 # base). Each cell trains its own teacher ladder (unless it can reuse one: run ids are derived from
@@ -47,7 +50,7 @@
 # possible in a cell). With many cells, some intervals exclude zero by chance: the summary says how many
 # to expect.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) read a one-factor-at-a-time design; (2) say how many
 # "significant" cells chance alone produces among many; (3) decide which cell to rerun with more seeds.
 
@@ -60,9 +63,9 @@ executor = "local"         # local | ray: where the trainings run (README: On a 
 workers = None             # local worker processes side by side; None = the profile's (quick: 2)
 reference = "../outputs/regimes-quick"  # its regimes_results.csv, when study_dir holds no runs ('' = never)
 
-# %%
+# %% tags=["appendix"]
 import kdcal
-from kdcal import config, regimes, plots, study, tables, logfile, bundle
+from kdcal import config, regimes, plots, study, tables, logfile, bundle, report
 from IPython.display import display, Markdown
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
@@ -77,7 +80,7 @@ if not cells:
 display(Markdown("\n".join(f"- `{regimes.cell_label(f, l)}`: teachers {', '.join(c.teachers)}"
                            for f, l, c in cells)))
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ## Train, calibrate and distill every cell
 #
 # Runs already in the study folder (the base cell from notebooks 1-3, teachers shared between cells)
@@ -85,9 +88,9 @@ display(Markdown("\n".join(f"- `{regimes.cell_label(f, l)}`: teachers {', '.join
 # (notebooks 1-3 not run), nothing trains: the committed `regimes_results.csv` of `reference` is read, and
 # the map below is that run's.
 
-# %%
+# %% tags=["appendix"]
 table = bundle.regime_results(cfg, study_dir, reference, log=log)  # also writes regimes_results.csv
-print(log)
+report.notebook_note(repr(log))
 print(f"{(table['role'] == 'teacher').sum()} teacher rows and {(table['role'] == 'student').sum()} "
       f"student rows over {table['cell'].nunique()} cells")
 
@@ -108,12 +111,12 @@ effects = regimes.regime_effects(table, cfg.regime_mode)
 study.save_table(effects.drop(columns=["order"]), study_dir, "regimes.csv")
 plots.save(plots.regime_map(effects, cfg.regime_mode, table=table), figures, "regimes");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # The same numbers as a table: effect and intervals in accuracy points, teacher means over the cell's
 # ladder and seeds, and `kd_gain`, uncalibrated KD minus the no-KD student (points), which says whether
 # distillation helps at all in that regime.
 
-# %%
+# %% tags=["appendix"]
 cols = ["cell", "effect", "effect_low", "effect_high", "verdict", "mde", "seeds_needed", "pairs",
         "size_uncal", "size_cal", "size_ece", "teacher_acc", "teacher_ece", "temperature",
         "student_acc_uncal", "kd_gain"]
@@ -122,14 +125,14 @@ tables.show(effects, digits=3, columns=[c for c in cols if c in effects])
 # %% [markdown]
 # ## What the map says
 #
-# Generated from the table above, not typed: it changes when the data do.
+# Generated from the map's numbers, not typed: it changes when the data do.
 
 # %%
 summary = regimes.regime_summary(effects, cfg.regime_mode)
 (study.Study(study_dir).root / "regimes_summary.md").write_text(summary + "\n")
 print(summary)
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # **Reading it.** A cell marked `supported` or `contradicted` is a regime where calibration changes the
 # student, in the direction shown; `negligible` a change shown but smaller than half a point; `equivalent`
 # means no change larger than half a point; `underpowered`
@@ -138,7 +141,7 @@ print(summary)
 # 5 teachers can show it. Single cells are weak evidence: one factor moved at a time, and about one cell
 # in twenty is decided by chance alone.
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
 # 1. Count the cells whose interval in (a) excludes zero, and compare with the number expected by chance
