@@ -103,7 +103,7 @@ print(f"{(table['role'] == 'teacher').sum()} teacher rows and {(table['role'] ==
 # calibrated one in that regime (the first claim); (b) and (c) are Spearman correlations of teacher means,
 # judged with teachers as units (slope per doubling, exact permutation over teachers). Filled markers, as
 # the legend says: a decided verdict (supported or contradicted) by the rule of notebook 4; with 3 teachers
-# per cell no size verdict can be decided (p >= 1/3). With fewer than 3 teachers per cell (the tutorial's 2)
+# per cell no size verdict can be decided (p >= 1/3). With fewer than 3 teachers per cell
 # there is no size correlation: (b) and (c) are not drawn, and the title says so.
 
 # %%
