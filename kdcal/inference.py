@@ -267,9 +267,17 @@ def permutation_floor(k: int, strata=None) -> float:
     return min(1.0, 2 / n)
 
 
-def teachers_for_level(alpha: float = ALPHA) -> int:
-    """The fewest teachers whose orderings can reach a two-sided ``alpha``."""
-    return next(k for k in range(2, 20) if 2 / math.factorial(k) <= alpha)
+def balanced_sizes(k: int, groups: int) -> tuple:
+    """``k`` teachers spread as evenly as possible over ``groups`` families."""
+    return tuple(k // groups + (1 if i < k % groups else 0) for i in range(groups))
+
+
+def teachers_for_level(alpha: float = ALPHA, groups: int = 1) -> int:
+    """The fewest teachers whose orderings can reach a two-sided ``alpha``: in one family, or
+    spread evenly over ``groups`` families when the test reorders within families only (3 + 3
+    teachers allow 3!3! = 36 orderings, p >= 0.056; 4 + 3 allow 144)."""
+    return next(k for k in range(2 * groups, 40)
+                if 2 / math.prod(math.factorial(n) for n in balanced_sizes(k, groups)) <= alpha)
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:
@@ -408,12 +416,13 @@ def mde_slope(x, y, strata=None) -> tuple[float, float]:
 def teachers_needed(x, sigma: float, margin: float, limit: int = 200, groups: int = 1) -> float:
     """Teachers (spread over log-size like these) needed to detect a slope of ``margin``: the
     permutation level must be reachable and the OLS power 80%. ``x`` is centred as the test
-    centres it (within families when there is a family term, ``groups`` families)."""
+    centres it (within families when there is a family term, ``groups`` families, the new
+    teachers spread evenly over them: the fewest whose orderings reach the level)."""
     x = np.asarray(x, float)
     if not (np.isfinite(sigma) and np.isfinite(margin)) or len(x) < 2:
         return np.nan
     spread = float(np.mean(x ** 2))  # per teacher, around the centre the test uses
-    for k in range(max(groups + 2, teachers_for_level()), limit + 1):
+    for k in range(max(groups + 2, teachers_for_level(groups=groups)), limit + 1):
         if _t_factor(k - groups - 1) * sigma / math.sqrt(spread * k) <= margin:
             return float(k)
     return np.inf

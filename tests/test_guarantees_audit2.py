@@ -310,3 +310,21 @@ def test_plan_plans_the_students_the_study_plans_every_seeds_controls_when_empty
     planned = {j.label: j.models for j in plan.plan_profile("smoke", over).stages["03 students"]["jobs"]}
     assert planned == trained
     assert plan.counts(cfg)["students"] == sum(trained.values())
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+@pytest.mark.parametrize("sigma, margin", [(0.001, 1.0), (0.5, 0.4), (2.0, 0.3)])
+def test_teachers_needed_with_families_can_reach_the_level_when_spread_over_them(
+        groups, sigma, margin):
+    """With a family term the test reorders teachers within families only: the teachers it
+    answers, spread evenly over the families, must have orderings enough for the 5% level (3 + 3
+    teachers allow 36 orderings, p >= 0.056: never an answer with two families)."""
+    x = np.log2([1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6])
+    x = x - x.mean()
+    k = inference.teachers_needed(x, sigma, margin, groups=groups)
+    assert np.isfinite(k)
+    sizes = inference.balanced_sizes(int(k), groups)
+    strata = np.repeat(np.arange(groups), sizes)
+    assert inference.permutation_floor(int(k), strata) <= inference.ALPHA, (k, sizes)
+    assert k >= inference.teachers_for_level(groups=groups) == {1: 5, 2: 7, 3: 8}[groups]
+
