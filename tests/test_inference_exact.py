@@ -135,7 +135,9 @@ def test_units_needed_mean_is_undefined_without_a_scatter_or_a_margin(std, margi
 
 def _teachers_by_hand(x, sigma, margin, limit=200, groups=1):
     spread = float(np.mean(np.asarray(x, float) ** 2))
-    for k in range(5, limit + 1):  # 5: the fewest teachers that can reach 5%
+    # the fewest teachers that can reach 5%: 5 in one family, 7 over two, 8 over three (spread
+    # evenly, orderings only within families: 5! = 120, 4!3! = 144, 3!3!2! = 72 >= 40)
+    for k in range({1: 5, 2: 7, 3: 8}[groups], limit + 1):
         df = k - groups - 1
         if df >= 1 and _power_factor(df) * sigma / math.sqrt(spread * k) <= margin:
             return float(k)
@@ -156,8 +158,9 @@ def test_teachers_needed_is_the_first_ladder_whose_ols_power_reaches_the_margin(
     # the default is one family: its margin at 9 teachers is not reached by 9 in two families
     assert inference.teachers_needed(x, 0.01, _margin_at(9, x, 0.01)) == 9
     assert inference.teachers_needed(x, 0.01, _margin_at(9, x, 0.01), groups=2) > 9
-    # three families: the first usable ladder has 5 teachers (df 1)
-    assert inference.teachers_needed(x, 0.01, _margin_at(5, x, 0.01, 3), groups=3) == 5
+    # three families: 5 teachers (df 1) would reach the margin by OLS power, but 2 + 2 + 1 allow 4
+    # orderings; the first ladder whose orderings reach 5% has 8 (3 + 3 + 2: 72 orderings)
+    assert inference.teachers_needed(x, 0.01, _margin_at(5, x, 0.01, 3), groups=3) == 8
 
 
 def test_teachers_needed_counts_up_to_200_teachers_by_default():
