@@ -73,3 +73,22 @@ def test_readme_test_command_is_the_one_ci_runs():
     recipe = re.search(r"^test: .*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert recipe == "$(PY) -m pytest -q -n 2"
     assert "make test    # same install, then: .venv/bin/python -m pytest -q -n 2" in README.read_text()
+
+
+@pytest.mark.skipif(not EVIDENCE_CLAIMS.exists(), reason="no committed evidence run")
+def test_findings_table_carries_every_claim_with_its_verdict_after_holm():
+    """docs/findings.md's table of the evidence run: each headline claim's estimate and interval,
+    in points, on a line that ends on its committed ``verdict_holm``."""
+    text = (ROOT / "docs" / "findings.md").read_text()
+    section = text.split("**What `claims.csv` says**", 1)[1].split("\n\n", 2)[1]
+    lines = section.splitlines()
+    wrong = []
+    for _, row in headline_rows(pd.read_csv(EVIDENCE_CLAIMS)).iterrows():
+        est, lo, hi = (100 * float(row[k]) for k in ("estimate", "ci_low", "ci_high"))
+        shown = f"{est:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        line = next((ln for ln in lines if shown in ln), None)
+        if line is None:
+            wrong.append(f"{row['claim']}: {shown} missing")
+        elif f"`{row['verdict_holm']}`" not in line.rsplit("|", 2)[-2]:
+            wrong.append(f"{row['claim']}: not `{row['verdict_holm']}` in {line[-60:]}")
+    assert not wrong, wrong
