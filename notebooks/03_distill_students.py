@@ -45,6 +45,17 @@
 # then due to the loss alone, which lets notebook 4 compare them pair by pair.
 
 # %% [markdown] tags=["notebook-only"]
+# Measured: 42 s on 2 CPU cores for the tutorial profile (2026-12-07), the time papermill recorded for this
+# notebook in the committed run `outputs/tutorial` (`kdcal plan --profile <name>` estimates other profiles).
+#
+# **What you should see** (that run's students, as notebook 4 draws them): uncalibrated KD (orange) and
+# `replace` (green) students above the dotted no-KD baseline (0.69) for both teachers, `compose` (blue)
+# below it; and two seeds of one teacher and mode as much as 5.45 points apart (`compose` from resnet14:
+# 0.647 and 0.7015), more than any mode's mean lies from the baseline.
+#
+# ![Student test accuracy against teacher size per mode, in the tutorial run](../outputs/tutorial/figures/student_accuracy_vs_teacher_size.png)
+
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) derive why the KD term is multiplied by $\tau^2$;
 # (2) say exactly what each mode (`uncalibrated`, `compose`, `replace`) changes in the loss; (3) explain why
 # students of one teacher and seed are trained *paired* (same initial weights, same batches).
@@ -76,9 +87,9 @@ print(f"student {cfg.student}: {budget.student_epochs(cfg)} epochs = {budget.stu
 # %% [markdown] tags=["appendix"]
 # ## The loss, written out
 #
-# The formula above in ten lines of PyTorch. The teacher's logits come from a run of notebook 1 (its
-# training images, where the student learns); the student's logits are random here, because it is the
-# loss that is checked, not a student.
+# The formula above in ten lines of PyTorch. The teacher's logits come from a run of notebook 1 (on its
+# training images); the student's logits are random here, because it is the loss that is checked, not a
+# student.
 
 # %% tags=["appendix"]
 import torch
@@ -222,13 +233,17 @@ else:
 # ## Try this
 #
 # 1. How much does calibration change what the student is taught, at $\tau = 1$ against $\tau = 4$? Before
-#    training anything, compute it for the teacher loaded above:
-#    `[teaching.compose_pull_difference(logits["train_logits"], T, tau) for tau in (1, 4, 8)]`
+#    training anything, compute it for the teacher loaded above, on images it never trained on (its
+#    validation images; the tutorial's students learn on a transfer split that no teacher saw either):
+#    `[teaching.compose_pull_difference(logits["val_logits"], T, tau) for tau in (1, 4, 8, 1e4)]`
 #    (`from kdcal import teaching`): the size of the difference between the gradients that `compose` and
 #    `uncalibrated` put on the student's logits. Then set `overrides = {"tau": 1.0}` and run all.
-#    *Expected:* the difference is several times smaller at $\tau = 1$ than at $\tau = 4$, and at $\tau = 8$
-#    at least as large as at $\tau = 4$ (in `outputs/tutorial`, for every teacher and seed: at most half at
-#    $\tau = 1$, larger at $\tau = 8$): calibration changes the targets *more* at a high $\tau$, not less.
+#    *Expected:* the difference is 8 to 10 times smaller at $\tau = 1$ than at $\tau = 4$, and from
+#    $\tau = 4$ on it levels off instead of fading: at $\tau = 8$ within 5% of its value at $\tau = 4$
+#    (above or below it, by teacher and seed) and at $\tau = 10^4$ still more than four fifths of it (in
+#    `outputs/tutorial`, for every teacher and seed). Calibration changes the targets far less at
+#    $\tau = 1$ than at the usual $\tau$, and nearly as much at a high one: the difference levels off
+#    instead of fading.
 #    Only the `uncalibrated` and `compose` students are new (notebook 5's `tau=1` cell trains the same ones,
 #    so after it they are skipped too); the baseline and `replace` students are skipped, since neither
 #    uses $\tau$: their run ids are unchanged.
@@ -239,12 +254,31 @@ else:
 #    into one network, so they agree with the baseline up to float rounding only.
 # 3. For one teacher, compare `replace`'s `kd_tau` with its `temperature`. *Expected:* equal: in `replace`
 #    the fitted T *is* the distillation temperature.
+# 4. **Write it yourself: the loss of every mode.** Starting from `hinton_kd_loss` above, complete this
+#    function in a new cell and check it:
+#
+#    ```python
+#    import torch.nn.functional as F
+#    from kdcal import teaching
+#
+#    def my_kd_loss(mode, student_logits, teacher_logits, labels, tau, alpha, T):
+#        """The loss of mode "uncalibrated", "compose" or "replace" (the table of modes at the top) with a
+#        teacher whose fitted temperature is T."""
+#        ...  # your code: which logits are divided by what, and the weight of the KD term
+#
+#    teaching.check_kd_loss(my_kd_loss)  # raises, naming the case, if it disagrees with kdcal.distill
+#    print([float(my_kd_loss(m, z_s, z_t, y, cfg.tau, cfg.alpha, T)) for m in ("uncalibrated", "compose", "replace")])
+#    ```
+#
+#    *Expected:* the check passes (three modes at three settings each); on the batch of "The loss, written
+#    out" your three losses are `mine`, `compose` and `replace` of the cells above: in the committed tutorial
+#    run (resnet20, seed 0, $\tau = 4$, $\alpha = 0.9$, T = 1.749) 16.19, 8.42 and 9.26.
 #
 # <details><summary>Answers</summary>
 #
-# 1. The soft term's gradient is $\alpha\tau(q - p)$. At $\tau = 1$ a teacher's targets on its own training
-#    images are sharp with or without dividing by T, and the two gradients differ little. At a high $\tau$,
-#    the derivation above gives
+# 1. The soft term's gradient is $\alpha\tau(q - p)$. At $\tau = 1$ the factor $\tau$ is 1, and the two
+#    targets, $\mathrm{softmax}(z_t)$ and $\mathrm{softmax}(z_t/T)$, differ less than they do at $\tau = 4$.
+#    At a high $\tau$, the derivation above gives
 #    $\tau(q_i - p_i) \approx \frac{1}{K}\big((z_{s,i} - \bar z_s) - (z_{t,i} - \bar z_t)/T'\big)$:
 #    KD turns into matching the student's logits to the teacher's, and `compose` asks for
 #    logits divided by T. That difference does not fade as $\tau$ grows; it tends to
@@ -255,4 +289,8 @@ else:
 # 2. Same initial weights, same batches, same loss: the trainings are identical.
 # 3. By construction; that is why `replace` also changes the KD weight to $\alpha T^2$, and why it is
 #    uncalibrated KD at $\tau = T$ (the check cell above).
+# 4. `uncalibrated`: teacher and student logits divided by $\tau$, weight $\alpha\tau^2$; `compose`: the
+#    teacher's by $T\tau$, the student's by $\tau$, weight $\alpha\tau^2$; `replace`: both by $T$, weight
+#    $\alpha T^2$ (`teaching.kd_loss`). The usual slip is `replace` with the weight $\alpha\tau^2$: a loss
+#    that is no longer uncalibrated KD at $\tau = T$.
 # </details>

@@ -22,6 +22,17 @@
 # an interval that contains zero means "not shown by this run", whatever the point estimate says.
 
 # %% [markdown] tags=["notebook-only"]
+# Measured: 8 s on 2 CPU cores for the tutorial profile (2026-12-07), the time papermill recorded for this
+# notebook in the committed run `outputs/tutorial` (`kdcal plan --profile <name>` estimates other profiles).
+#
+# **What you should see** (that run's figure, section "Paired differences between modes"): in (b),
+# uncalibrated KD and `replace` right of zero in both seeds (the dots) and `compose` on both sides; in (a),
+# `compose` left of uncalibrated KD in both seeds and `replace` right of it; and every mean hollow: with two
+# seeds nothing is decided once Holm's adjustment counts the table's other tests.
+#
+# ![Paired differences in student accuracy between modes in the tutorial run](../outputs/tutorial/figures/paired_mode_differences.png)
+
+# %% [markdown] tags=["notebook-only"]
 # **Learning goals.** After this notebook you can (1) say why the *seed* is the unit of replication; (2) read a
 # 95% interval of a paired difference; (3) tell the five verdicts apart (supported, contradicted, negligible,
 # equivalent, underpowered) and say what a minimum detectable effect is; (4) say why the paper's claim is an
@@ -247,19 +258,44 @@ tables.show(answer.answer_box(claims))
 # %% [markdown] tags=["notebook-only"]
 # ## Try this
 #
-# 1. In `results`, compute the mean accuracy of `uncalibrated` students minus `baseline` per seed
-#    (`students.pivot_table(index="seed", columns="mode", values="acc")`). *Expected:* the per-seed
-#    differences vary by about as much as their mean: that spread is what the interval measures.
+# 1. **Write it yourself: a paired difference and its interval.** Complete this function in a new cell and
+#    check it:
+#
+#    ```python
+#    import numpy as np
+#    from scipy import stats
+#    from kdcal import teaching
+#
+#    def my_pooled_difference(students, mode, versus):
+#        """acc(mode) - acc(versus) for the same teacher and seed (versus "baseline": the seed's one no-KD
+#        student), averaged over the teachers per seed; then the mean over the seeds and its 95%
+#        t-interval. Returns (mean, low, high)."""
+#        ...  # your code: pandas for the pairing, stats.t.ppf(0.975, n - 1) for the interval
+#
+#    teaching.check_pooled_difference(my_pooled_difference, students)  # against kdcal.inference.t_interval
+#    my_pooled_difference(students, "uncalibrated", "baseline")
+#    ```
+#
+#    *Expected:* the check passes. In the committed tutorial run the per-seed differences are +1.60 and
+#    +1.58 points, so the mean is +1.59 and the interval +1.43 to +1.75 points: it excludes zero (the `all`
+#    row of `uncalibrated - baseline` above, verdict `supported`), yet `verdict_holm` is `underpowered`.
+#    Treating the four teacher x seed pairs as independent units instead gives -1.74 to +4.91: the wrong
+#    unit, and the check rejects it.
 # 2. With the default profile (`tutorial`: 2 teachers, 2 seeds), rerun notebooks 1-4 with
 #    `overrides = {"seeds": [0, 1, 2]}`. *Expected:* the interval of claim 5 narrows (roughly by
 #    $\sqrt{2/3}$ in width, more from the t quantile), so its verdict may move from *underpowered*; the size
 #    claims (1, 3, 4 and the interaction) stay underpowered, whatever the seeds: 2 teachers give no interval.
 # 3. Read claim 2's row: which teacher is "least favourable"? *Expected:* the one whose ECE or NLL improves
-#    least under temperature scaling, usually the smallest, best-calibrated teacher.
+#    least under temperature scaling, usually the smallest, best-calibrated teacher: in the tutorial run
+#    resnet14, by its test NLL (down by 0.048, mean over seeds).
 #
 # <details><summary>Answers</summary>
 #
-# 1. With the seed as the unit, the per-seed differences *are* the data; their spread sets the interval.
+# 1. With the seed as the unit, the per-seed differences *are* the data; their spread sets the interval
+#    (`teaching.pooled_difference`). Two seeds give one degree of freedom: the interval's half-width is
+#    12.7 standard errors, and that standard error rests on two numbers that here happen to agree to 0.03
+#    points, so the narrow interval is luck, not precision. Holm's adjustment counts the table's 15 rows:
+#    the row's p-value of 0.005 becomes 0.075 (`p_holm`), above 5%.
 # 2. A t-interval shrinks with $\sqrt{n}$ and its quantile falls from 12.7 (2 seeds) to 4.3 (3 seeds). A
 #    size claim has the teacher as its unit: more seeds sharpen each teacher's mean, never the count.
 # 3. A teacher that is already calibrated has little to gain, so its improvement is the weakest link.

@@ -23,6 +23,18 @@
 # Each row of the map below is a *cell*: the base study with **one** setting changed; the design and the
 # statistics are set out next (in the report, in its appendix).
 
+# %% [markdown] tags=["notebook-only"]
+# Measured: 29 s on 2 CPU cores for the tutorial profile (2026-12-07), the time papermill recorded for this
+# notebook in the committed run `outputs/tutorial` (`kdcal plan --profile <name>` estimates other profiles).
+#
+# **What you should see** (that run's map, section "The map"): two rows. At the base ($\tau = 4$) the
+# `compose` students are 2.55 points below uncalibrated KD on average, but the two seeds lie 4.2 points
+# apart (-4.65 and -0.45); at $\tau = 1$ both seeds lie inside the grey band of +-0.5 points (+0.03 and
+# -0.33): there, calibrating the teacher barely moves the student (exercise 2 says why). No interval:
+# two seeds.
+#
+# ![The regime map of the tutorial run: the effect of calibrating the teacher at tau 4 and tau 1](../outputs/tutorial/figures/regimes.png)
+
 # %% [markdown] tags=["appendix"]
 # **Design.** Every row of the map below is a *cell*: the base study of notebooks 1-4 with **one**
 # setting changed (one factor at a time, not a full factorial, so effects are read against the same
@@ -147,25 +159,53 @@ print(summary)
 # 1. Count the cells whose interval in (a) excludes zero, and compare with the number expected by chance
 #    (5% of the cells). *Expected:* with the tutorial's two cells and two seeds (one degree of freedom: very
 #    wide intervals), zero or one, and most likely zero: no evidence either way. Which cells, if any, depends
-#    on the seeds.
+#    on the seeds. The committed tutorial run has none: the base -2.55 points (-29.2 to +24.1), $\tau = 1$
+#    -0.15 (-2.4 to +2.1).
 # 2. Add a cell: `overrides = {"regimes": {"tau": [1.0, 8.0]}}`. *Expected:* only the tau = 8 students train
 #    (the teachers and the tau = 1 students are the base cell's and the tutorial's). Does calibration matter
-#    more or less at tau = 8? `teaching.compose_pull_difference` (notebook 3, exercise 1) says more: the
-#    difference between what `compose` and uncalibrated KD teach grows from tau = 1 to tau = 4 and does not
-#    shrink at tau = 8. The committed `regimes-quick` run (three teachers, two seeds; open this notebook with
-#    `profile = "regimes-quick"` and an empty `study_dir` to read it) cannot tell: its effects are +0.14
-#    points at tau = 1, +1.10 at tau = 2, -0.75 at tau = 4 (the base) and -0.34 at tau = 8, and every
-#    interval spans zero (the base's from -2.8 to +1.3, tau = 8's from -11.7 to +11.0). Two seeds (one
-#    degree of freedom) decide nothing here; an earlier run on another machine ordered them
-#    differently (+0.06, -0.08, -0.17, -1.46). The tutorial's own tau = 8 effect can come out either way.
+#    more or less at tau = 8? `teaching.compose_pull_difference` (notebook 3, exercise 1) says about as
+#    much as at tau = 4: the difference between what `compose` and uncalibrated KD teach grows 8 to 10
+#    times from tau = 1 to tau = 4 and stays within 5% of that at tau = 8. The committed `regimes-quick`
+#    run (three teachers, two seeds; open this notebook with `profile = "regimes-quick"` and an empty
+#    `study_dir` to read it) cannot tell: its effects are +0.14 points at tau = 1, +1.10 at tau = 2, -0.75
+#    at tau = 4 (the base) and -0.34 at tau = 8, and every interval spans zero (the base's from -2.8 to
+#    +1.3, tau = 8's from -11.7 to +11.0). Two seeds (one degree of freedom) decide nothing here; an earlier
+#    run on another machine ordered them differently (+0.06, -0.08, -0.17, -1.46). The tutorial's own
+#    tau = 8 effect can come out either way.
 # 3. Add `label_noise`: `overrides = {"regimes": {"label_noise": [0.4]}}`. *Expected:* new teachers train
 #    (the noise is in the teachers' training labels, so their run ids change). Compare the cell's fitted T
 #    and test ECE with the base cell's. The committed `regimes-quick` run, whose teachers train 30 epochs
 #    and fit their noisy training labels, answers it: the fitted T *falls*, for every teacher and seed (mean
 #    over its teachers: 1.71 at the base, 1.38 at noise 0.2, 1.53 at 0.4), while at noise 0.4 the test ECE
 #    of the two larger teachers rises (resnet14 0.08 -> 0.13, resnet20 0.09 -> 0.15) and resnet8's falls.
-#    The tutorial's teachers train 4 epochs and fit little of their training set, noisy or not: with them
-#    the outcome can differ, and it can change with the seed.
+#    The tutorial's teachers train 20 epochs and fit their 1,000 training images when the labels are clean
+#    (training accuracy 99.9-100%); whether they also fit labels 40% of which are wrong, and what that does
+#    to T, is yours to see: with two teachers and two seeds the outcome can differ from `regimes-quick`'s,
+#    and it can change with the seed.
+# 4. **Write it yourself: the temperature fit.** Complete these functions in a new cell and check the fit:
+#
+#    ```python
+#    import numpy as np
+#    from kdcal import store, teaching
+#
+#    def my_nll(logits, labels, T):
+#        """Temperature scaling's objective: the mean negative log-likelihood of softmax(logits / T)."""
+#        ...  # your code: a log-softmax, then the entries at the labels
+#
+#    def my_fit_temperature(logits, labels):
+#        """The T > 0 that minimises my_nll (on validation logits, in the study)."""
+#        ...  # your code: a grid over log T, refined; or scipy.optimize.minimize_scalar
+#
+#    teaching.check_fit_temperature(my_fit_temperature)  # against kdcal.calibration.fit_temperature
+#    for rid, arch, seed in study.teacher_runs(cfg):
+#        z = store.load_arrays(study.Study(study_dir).run_dir(rid) / "logits.npz")
+#        print(arch, seed, my_fit_temperature(z["val_logits"], z["val_labels"]))
+#    ```
+#
+#    *Expected:* the check passes (within 0.1% of the library). With the tutorial's teachers in `study_dir`
+#    (notebooks 1-3 run), in the committed run: 1.485 and 1.509 for resnet14, 1.749 and 1.702 for
+#    resnet20. Their mean, 1.611, is the `temperature` of both rows of the map's table: the tau cells
+#    share the base's teachers.
 #
 # <details><summary>Answers</summary>
 #
@@ -181,4 +221,7 @@ print(summary)
 #    base's for every teacher and seed (1.5 to 2.7 times it, by teacher). A larger T and a larger ECE need
 #    not go together: T is how much uniform softening the NLL asks for over the whole distribution, ECE the
 #    gap of the top-1 confidence.
+# 4. `teaching.nll_at_temperature` and `teaching.fit_temperature` (a bounded search over log T). The NLL
+#    is convex in 1/T, so it has one minimum, and any search that brackets it finds it; notebook 2's
+#    "Temperature scaling by hand" draws the curve.
 # </details>
