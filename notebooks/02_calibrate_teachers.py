@@ -56,7 +56,7 @@ overrides = {}         # e.g. {"device": "cuda", "seeds": [0, 1, 2]}
 study_dir = "../outputs/scratch"  # a scratch folder (gitignored): never the committed outputs/
 executor = "local"     # local | ray: where the trainings run (README: On a cluster)
 workers = None         # local worker processes side by side; None = the profile's (quick: 2)
-reference = "../outputs/quick"  # read when study_dir holds no runs of this profile ('' = never)
+reference = "../outputs/tutorial"  # read when study_dir holds no runs of this profile ('' = never)
 
 # %%
 import kdcal

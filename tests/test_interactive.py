@@ -11,11 +11,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_notebooks_run_alone_on_a_fresh_clone_without_touching_committed_files(tmp_path):
-    tracked = subprocess.run(["git", "ls-files", "outputs/quick/bundle/bundle.json"], cwd=PROJECT,
+    tracked = subprocess.run(["git", "ls-files", "outputs/tutorial/bundle/bundle.json"], cwd=PROJECT,
                              capture_output=True, text=True).stdout.strip()
     if not tracked:
-        pytest.skip("outputs/quick/bundle is not committed yet: regenerate outputs/quick "
-                    "(make study) so that `kdcal run` exports it")
+        pytest.skip("outputs/tutorial/bundle is not committed yet: regenerate outputs/tutorial "
+                    "(kdcal run --profile tutorial) so that it exports it")
     proc = subprocess.run([sys.executable, str(PROJECT / "scripts" / "check_interactive.py"),
                            "--phases", "alone", "--keep", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
