@@ -9,6 +9,7 @@ from kdcal import bench
 from kdcal.models import forward_macs
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_bench_json_rows(tmp_path):
     path = tmp_path / "out" / "bench.json"
     bench.main(["--steps", "1", "--device", "cpu", "--workers", "0", "--quick-only",

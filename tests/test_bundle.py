@@ -25,6 +25,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_bundle_is_small_and_holds_no_checkpoints(tiny_study):
     cfg, root = tiny_study
     files = [p for p in (root / "bundle").rglob("*") if p.is_file()]
@@ -39,6 +40,7 @@ def test_bundle_is_small_and_holds_no_checkpoints(tiny_study):
         assert p.stat().st_size < (root / "runs" / p.parent.name / "logits.npz").stat().st_size / 2
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_seeded_folder_gives_the_original_tables(tiny_study, tmp_path):
     cfg, root = tiny_study
     scratch = tmp_path / "scratch"
@@ -56,6 +58,7 @@ def test_seeded_folder_gives_the_original_tables(tiny_study, tmp_path):
     assert not list((scratch / "runs").glob("*/model.pt"))
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_seeded_logits_give_the_metrics_within_tolerance(tiny_study, tmp_path):
     from kdcal import metrics
 
@@ -73,6 +76,7 @@ def test_seeded_logits_give_the_metrics_within_tolerance(tiny_study, tmp_path):
     assert len(panels) == 2 * len(cfg.teachers)
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_seeding_twice_keeps_the_runs(tiny_study, tmp_path):
     cfg, root = tiny_study
     scratch = tmp_path / "scratch"
@@ -83,6 +87,7 @@ def test_seeding_twice_keeps_the_runs(tiny_study, tmp_path):
     assert marker.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_open_study_seeds_an_empty_scratch_folder_from_the_reference(tiny_study, tmp_path):
     cfg, root = tiny_study
     own = config.resolve("tutorial")
@@ -95,12 +100,14 @@ def test_open_study_seeds_an_empty_scratch_folder_from_the_reference(tiny_study,
     assert bundle.open_study(own, tmp_path / "other", reference="") is own
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_open_study_refuses_to_read_the_reference_into_itself(tiny_study):
     own = config.resolve("tutorial")
     with pytest.raises(StoreError, match="same folder"):
         bundle.open_study(own, tiny_study[1], reference=tiny_study[1])
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_results_from_results_csv_alone(tiny_study, tmp_path):
     """Notebook 04 on a reference with results.csv and study.json only (no runs, no bundle)."""
     cfg, root = tiny_study
@@ -119,6 +126,7 @@ def test_results_from_results_csv_alone(tiny_study, tmp_path):
     assert len(claim_tests.claims_table(results))
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_a_study_without_runs_and_without_reference_reads_its_own_table(tiny_study, tmp_path):
     """`kdcal analyse` on a clone: nothing to train, nothing copied, its own results.csv read."""
     cfg, root = tiny_study
@@ -131,6 +139,7 @@ def test_a_study_without_runs_and_without_reference_reads_its_own_table(tiny_stu
     assert sorted(p.name for p in clone.iterdir()) == ["results.csv"]
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_results_from_the_runs_when_the_folder_has_them(tiny_study, tmp_path):
     cfg, root = tiny_study
     scratch = tmp_path / "scratch"

@@ -228,6 +228,7 @@ def test_teacher_tasks_cost_what_their_training_costs():
     assert first[-1].label == "teacher resnet8 seed 4"
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_parallel_workers_give_the_same_study_byte_for_byte(tmp_path):
     """workers=2 (one thread per training) against one by one in this process, one thread."""
     import numpy as np
@@ -295,6 +296,7 @@ def test_worker_config_fixes_the_drivers_engine_and_threads():
     assert executor.task_config(config.resolve("smoke", {"workers": 2, "threads": 3})).threads == 3
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_the_local_path_never_imports_ray(tmp_path):
     code = ("import sys; from kdcal import config, study; "
             f"cfg = config.resolve('smoke', {TINY!r}); d = {str(tmp_path)!r}; "

@@ -166,6 +166,7 @@ def test_a_failure_while_staging_leaves_the_study_as_it_was(runs, half, monkeypa
     assert snapshot(half) == before
 
 
+@pytest.mark.slow  # an end-to-end run (the smoke study, a papermill or worker run): make test, not test-fast
 def test_analyse_re_executes_every_notebook_of_a_grown_study(runs, tmp_path):
     """A grown study holds every run: `kdcal analyse` re-executes notebooks 01-04 over all its
     seeds (training nothing) and the report; the tables stay the add's. Broken on purpose:
