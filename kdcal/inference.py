@@ -254,6 +254,16 @@ def strata_blocks(strata) -> tuple[np.ndarray, tuple]:
     return order, tuple(int(n) for n in np.bincount(codes))
 
 
+def in_blocks(x, y, strata=None) -> tuple:
+    """(x, y, strata, sizes) with each family's teachers together, as the permutations of
+    :func:`orderings_within` take them (``y``: one column per outcome, or one vector)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if strata is None:
+        return x, y, None, (len(x),)
+    order, sizes = strata_blocks(strata)
+    return x[order], y[order], np.asarray(list(strata))[order], sizes
+
+
 def orderings_count(k: int) -> int:
     return len(_orderings(k)) if k >= 1 else 0
 
@@ -353,12 +363,7 @@ class SlopeTests:
     def of(cls, x, y, strata=None) -> "SlopeTests | None":
         """None where no test exists (fewer than 3 teachers, no spread in x, or fewer than two
         teachers beyond one per family)."""
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        if strata is not None:
-            order, sizes = strata_blocks(strata)
-            x, y, strata = x[order], y[order], np.asarray(list(strata))[order]
-        else:
-            sizes = (len(x),)
+        x, y, strata, sizes = in_blocks(x, y, strata)
         xc = within_strata(x, strata)
         if len(x) < 3 or np.allclose(xc, 0.0) or len(x) - len(sizes) < 2:
             return None

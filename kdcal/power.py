@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inference import ALPHA, mde_slope, orderings_within, strata_blocks, within_strata
+from .inference import ALPHA, in_blocks, mde_slope, orderings_within, within_strata
 
 
 def slope_p_values(x, ys, strata=None) -> np.ndarray:
     """The two-sided p-value of :func:`slope_interval` for every column of ``ys`` at once (one
     design's teachers, many outcomes): a power simulation runs the study's own test. Columns
     follow ``x``'s order, whatever the strata's."""
-    x, ys = np.asarray(x, float), np.asarray(ys, float)
-    ys = ys.reshape(len(x), -1)
-    if strata is not None:
-        order, sizes = strata_blocks(strata)
-        x, ys, strata = x[order], ys[order], np.asarray(list(strata))[order]
-    else:
-        sizes = (len(x),)
+    x = np.asarray(x, float)
+    x, ys, strata, sizes = in_blocks(x, np.asarray(ys, float).reshape(len(x), -1), strata)
     xc = within_strata(x, strata)
     perms = orderings_within(sizes)
     shift = x[perms] - x
