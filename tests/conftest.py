@@ -1,6 +1,7 @@
 """Shared helpers for the kdcal unit tests: tiny data, a deterministic CPU engine."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,31 @@ def assert_close_state(a, b, **tol):
             torch.testing.assert_close(sa[k], sb[k], **tol, msg=f"{k} differs")
         else:
             assert torch.equal(sa[k], sb[k]), f"{k} differs"
+
+def ece_nll_by_numpy(logits: np.ndarray, labels: np.ndarray, bins: int) -> tuple[float, float]:
+    """Top-1 ECE over equal-width bins, and NLL, by numpy."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    p = np.exp(logp)
+    conf, hit = p.max(axis=1), p.argmax(axis=1) == labels
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    ece = sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    return float(ece), float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def shaffer_by_hand(p_zero, p_equiv):
+    """Both tests of every claim in one step-down (Shaffer's, with the logical constraint that
+    a claim's two nulls cannot both be true): all p-values sorted; at each step the multiplier
+    is the number of claims with a test not yet passed. Returns the adjusted (zero, equiv)."""
+    tests = [(p, i, k) for k, ps in enumerate((p_zero, p_equiv)) for i, p in enumerate(ps)
+             if np.isfinite(p)]
+    tests.sort(key=lambda t: t[0])
+    left = {i: sum(1 for t in tests if t[1] == i) for i in {t[1] for t in tests}}
+    out = [np.full(len(p_zero), np.nan), np.full(len(p_zero), np.nan)]
+    running = 0.0
+    for p, i, k in tests:
+        running = max(running, min(1.0, sum(1 for n in left.values() if n) * p))
+        out[k][i] = running
+        left[i] -= 1
+    return out

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from conftest import shaffer_by_hand
+
 from kdcal import analysis, inference
 from kdcal import claims as claim_tests
 from kdcal.inference import MARGINS, Margins
@@ -54,21 +56,6 @@ def tost_by_hand(values, margin) -> float:
     return min(1.0, 2 * max(above, below))
 
 
-def shaffer_by_hand(p_zero, p_equiv):
-    """Both tests of every claim in one step-down (Shaffer's, with the logical constraint that
-    a claim's two nulls cannot both be true): all p-values sorted; at each step the multiplier
-    is the number of claims with a test not yet passed. Returns the adjusted (zero, equiv)."""
-    tests = [(p, i, k) for k, ps in enumerate((p_zero, p_equiv)) for i, p in enumerate(ps)
-             if np.isfinite(p)]
-    tests.sort(key=lambda t: t[0])
-    left = {i: sum(1 for t in tests if t[1] == i) for i in {t[1] for t in tests}}
-    out = [np.full(len(p_zero), np.nan), np.full(len(p_zero), np.nan)]
-    running = 0.0
-    for p, i, k in tests:
-        running = max(running, min(1.0, sum(1 for n in left.values() if n) * p))
-        out[k][i] = running
-        left[i] -= 1
-    return out
 
 
 def holm_family_by_hand(verdicts, sides, p_zero, p_equiv):

@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import ece_nll_by_numpy
+
 from kdcal import budget, config, students, study
 from kdcal.train import make_engine
 from kdcal.calibration import PROB_FLOOR
@@ -207,15 +209,6 @@ def _independent_logits(root, rid, cfg, x_uint8) -> np.ndarray:
         return model(x).double().numpy()
 
 
-def _ece_nll(logits: np.ndarray, labels: np.ndarray, bins: int) -> tuple[float, float]:
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    p = np.exp(logp)
-    conf, hit = p.max(axis=1), p.argmax(axis=1) == labels
-    which = np.minimum((conf * bins).astype(int), bins - 1)
-    ece = sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
-              for b in range(bins) if (which == b).any())
-    return float(ece), float(-logp[np.arange(len(labels)), labels].mean())
 
 
 @pytest.mark.parametrize("design", ["reuse", "transfer"])
@@ -233,8 +226,8 @@ def test_teachers_calibration_on_the_students_images_matches_an_independent_comp
     for _, row in teachers.iterrows():
         logits = _independent_logits(root, row["run_id"], cfg, x)
         assert len(logits) == (150 if design == "transfer" else 400)
-        ece, nll = _ece_nll(logits, y.numpy(), cfg.ece_bins)
-        ece_cal, nll_cal = _ece_nll(logits / row["temperature"], y.numpy(), cfg.ece_bins)
+        ece, nll = ece_nll_by_numpy(logits, y.numpy(), cfg.ece_bins)
+        ece_cal, nll_cal = ece_nll_by_numpy(logits / row["temperature"], y.numpy(), cfg.ece_bins)
         assert row["distill_acc"] == pytest.approx(float((logits.argmax(1) == y.numpy()).mean()))
         assert row["distill_ece"] == pytest.approx(ece, abs=1e-5)
         assert row["distill_nll"] == pytest.approx(nll, rel=1e-4)
@@ -267,10 +260,10 @@ def test_both_designs_in_one_folder_keep_their_own_students_images(tmp_path):
                                                                         splits.train_y)
         for _, row in table.iterrows():
             logits = _independent_logits(tmp_path, row["run_id"], other, x)
-            ece, _ = _ece_nll(logits, y.numpy(), other.ece_bins)
+            ece, _ = ece_nll_by_numpy(logits, y.numpy(), other.ece_bins)
             assert row["distill_ece"] == pytest.approx(ece, abs=1e-5)
             assert row["distill_ece_cal"] == pytest.approx(
-                _ece_nll(logits / row["temperature"], y.numpy(), other.ece_bins)[0], abs=1e-5)
+                ece_nll_by_numpy(logits / row["temperature"], y.numpy(), other.ece_bins)[0], abs=1e-5)
 
 
 def test_runs_calibrated_by_older_kdcal_keep_their_numbers_without_a_checkpoint(tmp_path):

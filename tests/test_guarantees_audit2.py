@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_splits
+from conftest import ece_nll_by_numpy, tiny_splits
 
 from kdcal import analysis, budget, config, inference, plan, runs, students, study
 from kdcal.models import build_model
@@ -70,16 +70,6 @@ def teacher_logits(root, rid, splits, x_uint8) -> np.ndarray:
         return model((x_uint8.float() / 255 - splits.mean) / splits.std).double().numpy()
 
 
-def ece_nll(logits: np.ndarray, labels: np.ndarray, bins: int) -> tuple[float, float]:
-    """Top-1 ECE over equal-width bins, and NLL, by numpy."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    p = np.exp(logp)
-    conf, hit = p.max(axis=1), p.argmax(axis=1) == labels
-    which = np.minimum((conf * bins).astype(int), bins - 1)
-    ece = sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
-              for b in range(bins) if (which == b).any())
-    return float(ece), float(-logp[np.arange(len(labels)), labels].mean())
 
 
 def distill_by_hand(root, row, cfg) -> dict:
@@ -87,8 +77,8 @@ def distill_by_hand(root, row, cfg) -> dict:
     splits = own_splits(cfg, int(row["seed"]))
     z = teacher_logits(root, row["run_id"], splits, splits.transfer_x)
     y = splits.transfer_y.numpy()
-    ece, nll = ece_nll(z, y, cfg.ece_bins)
-    ece_cal, nll_cal = ece_nll(z / row["temperature"], y, cfg.ece_bins)
+    ece, nll = ece_nll_by_numpy(z, y, cfg.ece_bins)
+    ece_cal, nll_cal = ece_nll_by_numpy(z / row["temperature"], y, cfg.ece_bins)
     return {"distill_acc": float((z.argmax(1) == y).mean()), "distill_ece": ece,
             "distill_nll": nll, "distill_ece_cal": ece_cal, "distill_nll_cal": nll_cal}
 
@@ -199,7 +189,7 @@ def test_teachers_distill_columns_are_measured_on_their_own_seeds_transfer_image
     row = study.calibration_table(cfg, root).set_index("seed").loc[1]
     base = study.load_splits(cfg)
     z = teacher_logits(root, row["run_id"], base, base.transfer_x)
-    on_base = ece_nll(z, base.transfer_y.numpy(), cfg.ece_bins)[0]
+    on_base = ece_nll_by_numpy(z, base.transfer_y.numpy(), cfg.ece_bins)[0]
     assert abs(on_base - distill_by_hand(root, row.to_dict() | {"seed": 1}, cfg)["distill_ece"]) \
         > 1e-3  # premise: the base split's images would give other numbers
     assert_distill_columns(root, cfg)

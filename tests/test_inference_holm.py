@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import shaffer_by_hand
+
 from kdcal import inference, multiplicity
 
 SHOWN = ("supported", "contradicted", "negligible")  # the zero null rejected
@@ -240,24 +242,11 @@ def test_holm_family_is_shaffers_step_down_over_both_tests():
         pz[rng.uniform(size=k) < 0.1] = np.nan
         larger = np.fmax(pz, pe)
         got_z, got_e = multiplicity.holm_within(pz, larger), multiplicity.holm_within(pe, larger)
-        want_z, want_e = shaffer(pz, pe)
+        want_z, want_e = shaffer_by_hand(pz, pe)
         np.testing.assert_allclose(got_z, want_z, rtol=1e-12)
         np.testing.assert_allclose(got_e, want_e, rtol=1e-12)
 
 
-def shaffer(p_zero, p_equiv):
-    tests = sorted((p, i, k) for k, ps in enumerate((p_zero, p_equiv)) for i, p in enumerate(ps)
-                   if np.isfinite(p))
-    left = {}
-    for _, i, _ in tests:
-        left[i] = left.get(i, 0) + 1
-    out = [np.full(len(p_zero), np.nan), np.full(len(p_zero), np.nan)]
-    running = 0.0
-    for p, i, k in tests:
-        running = max(running, min(1.0, sum(1 for n in left.values() if n) * p))
-        out[k][i] = running
-        left[i] -= 1
-    return out
 
 
 def test_holm_family_verdicts_p_test_and_fallbacks():
