@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .distill import KD_MODES  # the main modes; sweeps and controls are analysed apart
+from .distill import KD_MODES, split_mode  # the main modes; sweeps and controls apart
 from .inference import (MARGINS, permutation_floor, permutation_p, rank_correlation, seed_effect,
                         side, size_effect, slope_margin, t_interval)
 from .models import ARCHS, family as arch_family
@@ -215,6 +215,71 @@ def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
             rows.append({"mode": mode, "predictor": predictor,
                          "r2": r_squared(g[predictor], g["acc"]),
                          "spearman": rank_correlation(g[predictor], g["acc"]), "n": len(g)})
+    return pd.DataFrame(rows)
+
+
+# how teacher size reaches the student: the predictors over teachers, alone and together
+SIZE_PATHS = (("size", ("log2_params",)), ("teacher accuracy", ("teacher_acc",)),
+              ("teacher ECE", ("teacher_ece",)), ("size and accuracy", ("log2_params", "teacher_acc")),
+              ("size and ECE", ("log2_params", "teacher_ece")))
+SIZE_PATH_UNITS = {"log2_params": "points per doubling", "teacher_acc": "points per point",
+                   "teacher_ece": "points per ECE point"}
+
+
+def _family_ols(x: np.ndarray, y: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares of ``y`` on the columns of ``x`` with one intercept per group: the
+    coefficients of ``x``, their standard errors, and the share of the within-group variance of
+    ``y`` they explain."""
+    levels = sorted(set(groups))
+    dummies = np.array([[g == level for level in levels] for g in groups], float)
+    design = np.column_stack([x, dummies])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    df = len(y) - design.shape[1]
+    group_means = np.array([y[np.array(groups) == g].mean() for g in groups])
+    within = float(((y - group_means) ** 2).sum())
+    r2 = 1 - float(resid @ resid) / within if within > 0 else np.nan
+    if df <= 0:  # as many unknowns as teachers: any line fits, it says nothing
+        return np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan), np.nan
+    cov = float(resid @ resid) / df * np.linalg.pinv(design.T @ design)
+    return coef[: x.shape[1]], np.sqrt(np.diag(cov))[: x.shape[1]], r2
+
+
+def size_or_accuracy(students: pd.DataFrame) -> pd.DataFrame:
+    """Does teacher size reach the student through the teacher's accuracy or its calibration?
+
+    Per distillation mode (tau arms included), over teachers (each the mean of its seeds, the
+    units of a size claim; one intercept per family): student accuracy regressed on log2
+    parameters, on the teacher's test accuracy, on its test ECE (before calibration), and on size
+    beside each of the two. If size's coefficient shrinks to nothing once teacher accuracy is in
+    the model, size acts through accuracy. Descriptive (exploratory): the intervals are t-intervals
+    over teachers from the fit's residuals; no verdict, nothing in the Holm family.
+    """
+    kd = students[students["mode"].map(lambda m: split_mode(m)[0] in KD_MODES
+                                       or str(m).startswith("cal-"))]
+    if kd.empty:
+        return pd.DataFrame()
+    family_of = families(students)
+    rows = []
+    for mode, g in kd.groupby("mode", sort=False):
+        means = g.groupby("teacher").agg(acc=("acc", "mean"), teacher_acc=("teacher_acc", "mean"),
+                                         teacher_ece=("teacher_ece", "mean"),
+                                         params=("teacher_params", "mean"))
+        means = means.assign(log2_params=np.log2(means["params"]), acc=100 * means["acc"],
+                             teacher_acc=100 * means["teacher_acc"],
+                             teacher_ece=100 * means["teacher_ece"])
+        groups = [family_of.get(t, teacher_family(t)) for t in means.index]
+        for model, terms in SIZE_PATHS:
+            coef, se, r2 = _family_ols(means[list(terms)].to_numpy(float),
+                                       means["acc"].to_numpy(float), groups)
+            df = len(means) - len(terms) - len(set(groups))
+            half = stats.t.ppf(0.975, df) * se if df > 0 else se * np.nan
+            for term, b, s_e, h in zip(terms, coef, se, half):
+                rows.append({"mode": mode, "model": model, "term": term,
+                             "unit": SIZE_PATH_UNITS[term], "estimate": float(b), "se": float(s_e),
+                             "ci_low": float(b - h), "ci_high": float(b + h), "r2_within": r2,
+                             "teachers": len(means), "families": len(set(groups)),
+                             "seeds": int(g["seed"].nunique())})
     return pd.DataFrame(rows)
 
 

@@ -15,7 +15,8 @@ figure. The figures live by topic:
 - :mod:`kdcal.plot_style`: colours, constants, ``style``/``save`` and the helpers all figures share
 - :mod:`kdcal.plots_teachers`: teachers against size, training curves, calibrators, variants, images
 - :mod:`kdcal.plots_reliability`: reliability diagrams before and after calibration
-- :mod:`kdcal.plots_students`: students against teacher size, paired mode differences
+- :mod:`kdcal.plots_students`: students against teacher size (and what size brings), paired mode
+  differences
 - :mod:`kdcal.plots_regimes`: the regime map and the temperature sweep
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from .plot_style import (BAND, CLOSE_TICKS, FAMILY_NAMES, FAMILY_STYLE, INTERVAL
 from .plots_regimes import regime_map, temperature_sweep
 from .plots_reliability import (reliability_bins, reliability_compare, reliability_grid,
                                 reliability_teachers)
-from .plots_students import paired_mode_differences, student_accuracy_vs_teacher_size
+from .plots_students import (paired_mode_differences, student_accuracy_size_or_accuracy,
+                             student_accuracy_vs_teacher_size)
 from .plots_teachers import (calibrator_comparison, distill_calibration_vs_size, image_grid,
                              teacher_calibration_vs_size, teacher_variants, temperature_vs_size,
                              training_curves)
@@ -44,7 +46,8 @@ __all__ = [
     # reliability
     "reliability_bins", "reliability_compare", "reliability_grid", "reliability_teachers",
     # students
-    "paired_mode_differences", "student_accuracy_vs_teacher_size",
+    "paired_mode_differences", "student_accuracy_size_or_accuracy",
+    "student_accuracy_vs_teacher_size",
     # regimes
     "regime_map", "temperature_sweep",
 ]

@@ -1,5 +1,6 @@
-"""Student figures: accuracy against teacher size per mode, and the paired mode differences
-as forest plots. Apart from the teachers' figures: these read the students' results."""
+"""Student figures: accuracy against teacher size per mode, against teacher accuracy and ECE
+(does size act through them), and the paired mode differences as forest plots. Apart from the
+teachers' figures: these read the students' results."""
 from __future__ import annotations
 
 import textwrap
@@ -9,12 +10,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .analysis import paired_by_seed, per_seed_means, seed_summary
+from .analysis import paired_by_seed, per_seed_means, seed_summary, size_or_accuracy
 from .inference import MARGINS
-from .plot_style import (BAND, INTERVAL, MIN_SEEDS_FOR_INTERVAL, MODE_ORDER, arch_sizes,
-                         errorbars, family_handles, family_lines, forest_handles, forest_rows,
-                         legend_below, mode_color, row_label, seed_note, significant, size_axis,
-                         stagger_ticks, teacher_families)
+from .plot_style import (BAND, FAMILY_STYLE, INTERVAL, MIN_SEEDS_FOR_INTERVAL, MODE_ORDER,
+                         REFERENCE, arch_sizes, errorbars, family_handles, family_lines,
+                         forest_handles, forest_rows, legend_below, mode_color, row_label,
+                         seed_note, significant, size_axis, stagger_ticks, teacher_families)
 
 
 # ---------------------------------------------------------------- students against size
@@ -60,6 +61,78 @@ def student_accuracy_vs_teacher_size(students: pd.DataFrame):
     stagger_ticks(fig, [ax])
     legend_below(fig, [handles[i] for i in first]
                  + family_handles(teacher_families(kd, "teacher")), ncols=3)
+    return fig
+
+
+# ---------------------------------------------------------------- size, or what size brings
+_PATH_PANELS = (("log2_params", "size", "teacher parameters (log2)"),
+                ("teacher_acc", "teacher accuracy", "teacher test accuracy (%)"),
+                ("teacher_ece", "teacher ECE", "teacher test ECE, before calibration (%)"))
+_FAMILY_MARKERS = {"depth": "o", "width": "s"}
+
+
+def student_accuracy_size_or_accuracy(students: pd.DataFrame):
+    """One row per distillation mode: student accuracy against teacher size, teacher accuracy
+    and teacher ECE. Dots: every (teacher, seed) student at its own teacher's value; large
+    markers: each teacher's means over seeds (circle depth, square width); line: the fit over the
+    teacher means with one intercept per family, its slope in the panel (analysis.size_or_accuracy).
+    A reader compares the rows' fits: a size slope that the teacher-accuracy panel explains as
+    well (the table's 'size and accuracy' row) says size acts through accuracy."""
+    table = size_or_accuracy(students)
+    modes = list(dict.fromkeys(table["mode"]))
+    order = [m for m in MODE_ORDER if m in modes] + [m for m in modes if m not in MODE_ORDER]
+    fig, axes = plt.subplots(len(order), 3, figsize=(11, 1.2 + 2.1 * len(order)), squeeze=False,
+                             sharex="col", sharey="row")  # labels on the outer panels only
+    kd = students.assign(log2_params=np.log2(students["teacher_params"].astype(float)),
+                         acc_pts=100 * students["acc"], teacher_acc=100 * students["teacher_acc"],
+                         teacher_ece=100 * students["teacher_ece"])
+    for row, mode in enumerate(order):
+        g = kd[kd["mode"] == mode]
+        color = mode_color(mode)
+        fams = teacher_families(g, "teacher")
+        means = g.groupby("teacher")[["log2_params", "teacher_acc", "teacher_ece", "acc_pts"]].mean()
+        mean_fams = teacher_families(means.reset_index(), "teacher").to_numpy()
+        for col, (x, model, _) in enumerate(_PATH_PANELS):
+            ax = axes[row, col]
+            ax.scatter(g[x], g["acc_pts"], s=6, alpha=0.3, color=color, edgecolor="none")
+            for fam in FAMILY_STYLE:
+                pick = mean_fams == fam
+                if pick.any():
+                    ax.scatter(means[x][pick], means["acc_pts"][pick], s=30, color=color,
+                               marker=_FAMILY_MARKERS[fam], edgecolor=REFERENCE, linewidth=0.5,
+                               zorder=3)
+            fit = table[(table["mode"] == mode) & (table["model"] == model)].iloc[0]
+            xs = np.linspace(means[x].min(), means[x].max(), 2)
+            if not np.isfinite(fit["estimate"]):
+                ax.set_title(f"{mode}: too few teachers for a fit", fontsize=8)
+                continue
+            for fam in set(fams):
+                pick = mean_fams == fam
+                if pick.any():  # the family's intercept: its means' centre, the common slope
+                    cx, cy = means[x][pick].mean(), means["acc_pts"][pick].mean()
+                    ax.plot(xs, cy + fit["estimate"] * (xs - cx), color=color,
+                            ls=FAMILY_STYLE[fam], lw=1)
+            title = (f"{mode}: {fit['estimate']:+.2f} {fit['unit']}, R\u00b2 within "
+                     f"{fit['r2_within']:.2f}")
+            beside = table[(table["mode"] == mode) & (table["model"] == f"size and {model[8:]}")
+                           & (table["term"] == "log2_params")]
+            # what is left of size once this panel's predictor is in the fit
+            if col and len(beside) and np.isfinite(beside["estimate"].iloc[0]):
+                title += f"\nsize beside it: {beside['estimate'].iloc[0]:+.2f} per doubling"
+            ax.set_title(title, fontsize=8)
+        for col, (_, _, label) in enumerate(_PATH_PANELS):
+            ax = axes[row, col]
+            if row == len(order) - 1:
+                ax.set_xlabel(label, fontsize=8)
+            if col == 0:
+                ax.set_ylabel("student acc. (%)", fontsize=8)
+            ax.tick_params(labelsize=7)
+    n_t, n_s = int(table["teachers"].max()), int(table["seeds"].max())
+    fig.suptitle("Does teacher size reach the student through teacher accuracy or calibration? "
+                 f"(exploratory; {n_t} teachers x {n_s} seeds)\nsmall dots: one student each; "
+                 "large markers: a teacher's mean over seeds (circle depth, square width ladder);\n"
+                 "lines: the fit over teacher means with one intercept per family", fontsize=9)
+    fig.tight_layout()
     return fig
 
 

@@ -58,6 +58,9 @@ FIGURE_ALT = {
     "student_accuracy_vs_teacher_size": "Student test accuracy against teacher size for each distillation "
                                         "mode and the no-KD baseline: seeds as dots, means joined by "
                                         "lines, with 95% intervals.",
+    "student_accuracy_size_or_accuracy": "Student accuracy against teacher size, teacher accuracy and "
+                                         "teacher ECE for each mode: every student as a dot, teacher "
+                                         "means as markers, the fit over teacher means per family.",
     "paired_mode_differences": "Paired differences in student accuracy between modes, per teacher and "
                                "pooled over teachers, with 95% intervals over seeds and the margin.",
     "regimes": "The regime map: per cell, the effect of calibrating the teacher on the student, whether "

@@ -149,6 +149,22 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 tables.show(analysis.size_correlations(students), digits=3)
 tables.show(analysis.predictors_of_student(students), digits=3)
 
+# %% [markdown]
+# ### Does size act through the teacher's accuracy or its calibration?
+#
+# A larger teacher is usually both more accurate and (before calibration) less calibrated, so a size slope
+# alone cannot say which of the two the student feels. Per mode, over teachers (means over seeds, one
+# intercept per family), student accuracy is fitted on size, on teacher accuracy, on teacher ECE, and on
+# size *beside* each of the two: if size's coefficient falls to about zero once teacher accuracy is in the
+# fit, size reaches the student through the teacher's accuracy. Exploratory: intervals are t-intervals over
+# teachers from the fit's residuals, with no verdict and nothing in the Holm family; with fewer teachers
+# than a fit has unknowns, no number is given.
+
+# %%
+paths = analysis.size_or_accuracy(students)
+tables.show(paths, digits=3)
+plots.save(plots.student_accuracy_size_or_accuracy(students), figures, "student_accuracy_size_or_accuracy");
+
 # %% [markdown] tags=["appendix"]
 # ## The claims, tested
 #

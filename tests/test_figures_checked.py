@@ -163,9 +163,9 @@ SYNTHETIC = ["teacher_calibration_vs_size", "temperature_vs_size", "distill_cali
              "training_curves", "training_curves_two_epochs", "image_grid",
              "calibrator_comparison", "teacher_variants", "reliability_grid",
              "reliability_compare", "reliability_compare_calibrators",
-             "student_accuracy_vs_teacher_size", "paired_mode_differences",
-             "paired_mode_differences_14_seeds", "regime_map", "regime_map_two_teachers",
-             "temperature_sweep"]
+             "student_accuracy_vs_teacher_size", "student_accuracy_size_or_accuracy",
+             "paired_mode_differences", "paired_mode_differences_14_seeds", "regime_map",
+             "regime_map_two_teachers", "temperature_sweep"]
 
 
 # ---------------------------------------------------------------- the committed studies
@@ -206,6 +206,8 @@ def committed(key: str):
         return plots.distill_calibration_vs_size(_teachers(name))
     if figure == "student_accuracy_vs_teacher_size":
         return plots.student_accuracy_vs_teacher_size(_students(name))
+    if figure == "student_accuracy_size_or_accuracy":
+        return plots.student_accuracy_size_or_accuracy(_students(name))
     cfg, path = _bundle(name)
     if figure == "paired_mode_differences":
         students = _students(name)
@@ -230,7 +232,8 @@ def committed(key: str):
 
 STUDY_FIGURES = ["teacher_calibration_vs_size", "teacher_temperature_vs_size",
                  "teacher_calibration_where_students_learn", "student_accuracy_vs_teacher_size",
-                 "paired_mode_differences", "teacher_training_curves", "teacher_reliability",
+                 "student_accuracy_size_or_accuracy", "paired_mode_differences",
+                 "teacher_training_curves", "teacher_reliability",
                  "calibrators_by_teacher", "calibrators_reliability"]
 COMMITTED = ([f"{s}/{f}" for s, f in itertools.product(("evidence-transfer", "tutorial"),
                                                         STUDY_FIGURES)]

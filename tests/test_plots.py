@@ -63,6 +63,14 @@ def students_frame(seeds=3, archs=tuple(LADDER), modes=tuple(KD)):
     return pd.DataFrame(rows)
 
 
+def with_teacher_metrics(students):
+    """The students' rows with their own teacher's test accuracy and ECE of the same seed."""
+    t = teachers_frame(int(students["seed"].max()) + 1)
+    own = t.set_index(["arch", "seed"])[["acc", "ece"]].set_axis(["teacher_acc", "teacher_ece"],
+                                                                  axis=1)
+    return students.join(own, on=["teacher", "seed"])
+
+
 def regime_table(seeds=3):
     archs = ["resnet8", "resnet14", "resnet20"]
     frames = []
@@ -125,6 +133,8 @@ def build(name, seeds=3):
         return plots.temperature_vs_size(teachers_frame(seeds))
     if name == "student_accuracy_vs_teacher_size":
         return plots.student_accuracy_vs_teacher_size(students_frame(seeds))
+    if name == "student_accuracy_size_or_accuracy":
+        return plots.student_accuracy_size_or_accuracy(with_teacher_metrics(students_frame(seeds)))
     if name == "paired_mode_differences":  # three teachers: rows enough, time short
         students = students_frame(seeds, ("resnet8", "resnet14", "resnet8x2"))
         return plots.paired_mode_differences(analysis.mode_differences(students, KD),
@@ -152,6 +162,7 @@ SHOWS = {  # figure -> the modes it draws
     "teacher_calibration_vs_size": {"uncalibrated", "cal-temperature", "teacher"},
     "temperature_vs_size": {"teacher"},
     "student_accuracy_vs_teacher_size": {"baseline", *KD},
+    "student_accuracy_size_or_accuracy": set(KD),
     "paired_mode_differences": set(KD),
     "regime_map": {"compose", "uncalibrated", "teacher"},
     "calibrator_comparison": {"uncalibrated", "cal-temperature", "cal-histogram"},
@@ -400,8 +411,11 @@ def test_regime_map_draws_every_seed_and_the_margin_band():
 
 
 # ---------------------------------------------------------------- no interval from n < 3
-@pytest.mark.parametrize("name", sorted(set(SHOWS) - {"reliability_compare",
-                                                      "reliability_compare_calibrators"}))
+NO_SEED_INTERVALS = {"reliability_compare", "reliability_compare_calibrators",
+                     "student_accuracy_size_or_accuracy"}  # seeds drawn as dots, no interval
+
+
+@pytest.mark.parametrize("name", sorted(set(SHOWS) - NO_SEED_INTERVALS))
 def test_no_interval_is_drawn_from_two_seeds(figures, name):
     assert intervals(figures[name]), "with 3 seeds the figure draws intervals"
     fig = build(name, seeds=2)
@@ -459,6 +473,10 @@ def test_every_figure_says_how_many_seeds_and_what_the_markers_are(figures, name
     if name.startswith("reliability"):
         assert "seed 0" in text and "n = 400 test images" in text
         assert "Bars: accuracy" in text and "diagonal: perfect calibration" in text
+        return
+    if name == "student_accuracy_size_or_accuracy":  # no interval over seeds: every seed a dot
+        assert "7 teachers x 3 seeds" in text and "one student each" in text
+        assert "a teacher's mean over seeds" in text and "exploratory" in text
         return
     assert "n = 3 seeds" in text
     assert "teachers" in text
