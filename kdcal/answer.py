@@ -153,22 +153,27 @@ def _p_values(row: pd.Series) -> str:
     return f" ({text})"
 
 
+def effect_text(row: pd.Series, digits: int = 2) -> str:
+    """The estimate and its 95% interval in the README's units ("+0.66 [+0.29, +0.85] ECE points
+    per doubling"); unscaled where the row names no metric; empty without an estimate."""
+    est, low, high = row.get("estimate"), row.get("ci_low"), row.get("ci_high")
+    units = effect_units(row)
+    if _finite(est) and units is not None:
+        scale, label, decimals = units
+        interval = (f" [{signed(low * scale, decimals)}, {signed(high * scale, decimals)}]"
+                    if _finite(low) and _finite(high) else " (no interval)")
+        return f"{signed(est * scale, decimals)}{interval} {label}"
+    if _finite(est):
+        return f"estimate {format_number(est, digits)}, 95% CI {format_interval(low, high, digits)}"
+    return ""
+
+
 def finding(row: pd.Series, verdict: str | None = None, digits: int = 2) -> str:
     """What this run found, in one line, in the README's units: the verdict (and where Holm's
     adjustment undid a decided interval, that it did), the estimate and its 95% interval in
     points ("+0.66 [+0.29, +0.85] ECE points per doubling"), the p-values, the units of the test."""
     verdict = holm_reading(row) if verdict is None else verdict
-    est, low, high = row.get("estimate"), row.get("ci_low"), row.get("ci_high")
-    units = effect_units(row)
-    effect = ""
-    if _finite(est) and units is not None:
-        scale, label, decimals = units
-        interval = (f" [{signed(low * scale, decimals)}, {signed(high * scale, decimals)}]"
-                    if _finite(low) and _finite(high) else " (no interval)")
-        effect = f"{signed(est * scale, decimals)}{interval} {label}"
-    elif _finite(est):
-        effect = (f"estimate {format_number(est, digits)}, 95% CI "
-                  f"{format_interval(low, high, digits)}")
+    effect = effect_text(row, digits)
     head = f"{verdict or 'no verdict'}: {effect}{_p_values(row)}" if effect else (verdict or "no verdict")
     parts = [head]
     n, unit = row.get("n"), row.get("unit")
@@ -281,3 +286,37 @@ def answer_box(claims: pd.DataFrame) -> pd.DataFrame:
         })
         previous = key
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+NOT_TESTED = "not tested"
+
+
+def brief(row: pd.Series) -> str:
+    """A claim's verdict and effect in a few words, for a table of several studies: "negligible:
+    -0.19 [-0.26, -0.11] accuracy points" (the verdict after Holm, as :func:`holm_reading` says it)."""
+    verdict = holm_reading(row) or "no verdict"
+    effect = effect_text(row)
+    return f"{verdict}: {effect}" if effect else verdict
+
+
+def side_by_side(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim (each claim's headline row), one pair of columns per study: what it finds
+    (:func:`brief`) and its answer. Claims in the order the studies first name them; a claim one
+    study does not test (a mode it did not run) reads "not tested" there."""
+    if not studies:
+        raise ValueError("side_by_side: no study given")
+    heads = {name: headline_rows(claims).set_index("claim") for name, claims in studies.items()}
+    order = list(dict.fromkeys(c for head in heads.values() for c in head.index))
+    rows = []
+    for claim in order:
+        row = {"claim": claim}
+        for name, head in heads.items():
+            if claim not in head.index:
+                row[f"{name}: finds"], row[f"{name}: answer"] = NOT_TESTED, NOT_TESTED
+                continue
+            r = head.loc[claim]
+            row[f"{name}: finds"] = brief(r)
+            row[f"{name}: answer"] = answer(claim_key(claim), claim, _verdict(r),
+                                            r.get("ci_low", math.nan), r.get("ci_high", math.nan))
+        rows.append(row)
+    return pd.DataFrame(rows)
