@@ -218,6 +218,35 @@ def predictors_of_student(students: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CAPACITY_GAP = 2.0  # accuracy points: the no-KD student below every teacher by at least this
+
+
+def capacity_gap(results: pd.DataFrame, target: float = CAPACITY_GAP) -> pd.DataFrame:
+    """The design check of a capacity gap: per teacher, its test accuracy minus the no-KD
+    baseline student's, paired within each seed (points; mean and 95% t-interval over seeds),
+    beside the two models' parameters. ``meets``: the mean gap is at least ``target`` points
+    (the check is on the means; it is reported, it decides no claim)."""
+    teachers = results[(results["role"] == "teacher") & (results["mode"] == "teacher")]
+    base = results[(results["role"] == "student") & (results["mode"] == "baseline")]
+    if teachers.empty or base.empty:
+        return pd.DataFrame()
+    base_acc = base.groupby("seed")["acc"].mean()
+    student_params = float(base["params"].iloc[0]) if "params" in base else np.nan
+    rows = []
+    for arch, g in teachers.groupby("arch", sort=False):
+        paired = g.set_index("seed")["acc"].sub(base_acc).dropna() * 100
+        summary = interval(paired)
+        rows.append({"teacher": arch, "teacher_params": float(g["params"].iloc[0]),
+                     "student_params": student_params,
+                     "params_ratio": float(g["params"].iloc[0]) / student_params,
+                     "teacher_acc": 100 * g["acc"].mean(),
+                     "baseline_acc": 100 * base_acc.loc[paired.index].mean(),
+                     "gap": summary["mean"], "gap_low": summary["ci_low"],
+                     "gap_high": summary["ci_high"], "seeds": summary["n"],
+                     "meets": bool(summary["mean"] >= target)})
+    return pd.DataFrame(rows).sort_values("teacher_params", kind="stable").reset_index(drop=True)
+
+
 # how teacher size reaches the student: the predictors over teachers, alone and together
 SIZE_PATHS = (("size", ("log2_params",)), ("teacher accuracy", ("teacher_acc",)),
               ("teacher ECE", ("teacher_ece",)), ("size and accuracy", ("log2_params", "teacher_acc")),
