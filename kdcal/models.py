@@ -2,8 +2,8 @@
 
 Depth ladder: resnet8 ... resnet110 (6n+2 layers, widths 16/32/64).
 Width ladder: resnetDxK multiplies every width by K (resnet8x4, resnet20x2, ...); K may be a
-fraction (resnet8x0.25: widths 4/8/16), for students clearly smaller than every teacher and for
-ladders that reach below resnet8.
+fraction (resnet8x0.25: widths 4/8/16; resnet8x0.125: 2/4/8), for students clearly smaller than
+every teacher and for ladders that reach below resnet8.
 The stem adapts to the input's channels; global pooling makes any image size work.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 # ascending; each a multiple of 1/16, so that every width is whole (0.625 x 16 = 10 channels)
-WIDTHS = (0.25, 0.5, 0.625, 0.75, 1, 1.5, 2, 3, 4, 5, 6)
+WIDTHS = (0.125, 0.1875, 0.25, 0.5, 0.625, 0.75, 1, 1.5, 2, 3, 4, 5, 6)
 
 
 NORMS = ("batch", "none")

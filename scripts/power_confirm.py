@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdcal import analysis, inference, power
+from kdcal import analysis, claims, inference, power
 from kdcal.config import resolve
 from kdcal.models import count_params
 
@@ -46,7 +46,7 @@ def slope_tables(students: pd.DataFrame) -> dict[str, pd.DataFrame]:
     by_mode = {m: g for m, g in students.groupby("mode")}
     out = {"claim 3: uncalibrated": by_mode["uncalibrated"]}
     out.update({f"claim 4: {m}": by_mode[m] for m in CALIBRATED})
-    out.update({f"interaction: {m} - uncalibrated": analysis.interaction_frame(students, m)
+    out.update({f"interaction: {m} - uncalibrated": claims.interaction_frame(students, m)
                 for m in CALIBRATED})
     return out
 
@@ -201,8 +201,10 @@ def main() -> None:
     slopes = [v for k, v in need.items() if k.startswith(("claim 3", "claim 4"))]
     short = [k for k, v in need.items() if v is None]
     reached = [v for v in need.values() if v is not None]
-    print(f"claim 3 and the calibrated modes' own slopes need {max(slopes)} seeds; the other "
-          f"primary tests above, up to {max(reached)}"
+    slopes_need = (f"more than {max(SEEDS)}" if None in slopes
+                   else str(max(slopes)) if slopes else "none")
+    print(f"claim 3 and the calibrated modes' own slopes need {slopes_need} seeds; the other "
+          f"primary tests above, up to {max(reached) if reached else 'none'}"
           + (f"; not within {max(SEEDS)}: {', '.join(short)}" if short else ""))
     print(f"preregistered: {chosen} seeds ({PROFILE} seeds = {cfg.seeds})")
 
