@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kdcal import config
+from kdcal import analysis, config
 from kdcal.answer import headline_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +92,44 @@ def test_findings_table_carries_every_claim_with_its_verdict_after_holm():
         elif f"`{row['verdict_holm']}`" not in line.rsplit("|", 2)[-2]:
             wrong.append(f"{row['claim']}: not `{row['verdict_holm']}` in {line[-60:]}")
     assert not wrong, wrong
+
+
+@pytest.mark.skipif(not EVIDENCE_CLAIMS.exists(), reason="no committed evidence run")
+def test_findings_size_or_accuracy_table_and_its_prose_are_the_analysis():
+    """docs/findings.md's size-or-accuracy table of evidence-transfer: every cell is what
+    analysis.size_or_accuracy computes from the committed results.csv; the ranges in the prose
+    after it are those of the table."""
+    results = pd.read_csv(EVIDENCE_CLAIMS.parent / "results.csv")
+    table = analysis.size_or_accuracy(results[results["role"] == "student"])
+    text = (ROOT / "docs" / "findings.md").read_text()
+    section = text.split("<!-- size-or-accuracy: from outputs/evidence-transfer/results.csv", 1)[1]
+    rows = [line for line in section.split("\n\n", 1)[0].splitlines() if line.startswith("| ")][2:]
+
+    def get(mode, model, term):
+        return table[(table["mode"] == mode) & (table["model"] == model)
+                     & (table["term"] == term)].iloc[0]
+
+    def cell(row):
+        return f"{row['estimate']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+
+    modes = list(dict.fromkeys(table["mode"]))
+    assert [r.split("|")[1].strip() for r in rows] == modes
+    r2 = {}
+    for line, mode in zip(rows, modes):
+        fits = {m: get(mode, m, t) for m, t in (("size", "log2_params"),
+                                                 ("teacher accuracy", "teacher_acc"),
+                                                 ("teacher ECE", "teacher_ece"))}
+        r2[mode] = {m: f["r2_within"] for m, f in fits.items()}
+        want = [mode, cell(fits["size"]), cell(get(mode, "size and accuracy", "log2_params")),
+                cell(get(mode, "size and accuracy", "teacher_acc")),
+                cell(get(mode, "size and ECE", "log2_params")),
+                " / ".join(f"{r2[mode][m]:.2f}" for m in ("size", "teacher accuracy", "teacher ECE"))]
+        assert [c.strip() for c in line.strip("|").split("|")] == want
+    prose = " ".join(section.split("\n\n", 2)[1].split())
+    for label, model in (("Teacher accuracy alone explains", "teacher accuracy"),
+                         ("size alone", "size"), ("teacher ECE", "teacher ECE")):
+        values = [r2[m][model] * 100 for m in modes]
+        assert f"{label} {min(values):.0f}-{max(values):.0f}%" in prose, label
+    beside = table[(table["model"] == "size and accuracy") & (table["term"] == "log2_params")]
+    assert (f"between {beside['estimate'].min():+.2f} and {beside['estimate'].max():+.2f} points "
+            "per doubling") in prose
