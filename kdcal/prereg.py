@@ -80,3 +80,39 @@ def study_departures(prereg: dict, study_dir) -> list[str]:
     if missing:
         out.append(f"preregistered seeds {missing} have not run yet")
     return out
+
+
+def page_for(profile: str, root: Path = PROJECT) -> Path:
+    """Where a profile's preregistration lives (it may not exist: most profiles have none)."""
+    return root / "docs" / f"preregistration-{profile}.md"
+
+
+def status_note(profile: str, study_dir, page=None) -> str:
+    """One paragraph for a study's analysis: empty for a profile without a preregistration;
+    else whether this folder is the confirmatory study (every preregistered seed, the
+    preregistered code), an interim look at it (seeds still to run: no answer yet), or departs
+    from it (named: exploratory)."""
+    page = Path(page) if page is not None else page_for(profile)
+    if not page.exists():
+        return ""
+    block = read_prereg(page)
+    departures = study_departures(block, study_dir)
+    seeds = block["seeds"]
+    waiting = [d for d in departures if "not run yet" in d]
+    other = [d for d in departures if "not run yet" not in d]
+    head = (f"**Preregistered** ({page.name}: seeds {seeds[0]}-{seeds[-1]}, code "
+            f"{block['analysis_commit'][:7]}).")
+    if other:
+        return f"{head} **This folder departs from it** (exploratory): " + "; ".join(other) + "."
+    if waiting:
+        done = len(set(seeds) & _seeds_run(study_dir))
+        return (f"{head} **Interim: {done} of {len(seeds)} seeds have run**; the answer is read "
+                "from all of them, so every verdict below is provisional.")
+    return f"{head} Every preregistered seed ran the preregistered code: this is its answer."
+
+
+def _seeds_run(study_dir) -> set[int]:
+    provenance = Path(study_dir) / PROVENANCE
+    if not provenance.exists():
+        return set()
+    return set(int(s) for s in pd.read_csv(provenance)["seed"])

@@ -54,7 +54,7 @@ reference = "../outputs/tutorial"  # read when study_dir holds no runs of this p
 
 # %% tags=["appendix"]
 import kdcal
-from kdcal import config, study, plots, analysis, claims as claim_tests, tables, bundle, answer
+from kdcal import config, study, plots, analysis, claims as claim_tests, tables, bundle, answer, prereg
 from IPython.display import display, Markdown
 
 cfg = config.resolve(profile, {**overrides, "executor": executor,
@@ -235,6 +235,12 @@ tables.show(analysis.capacity_gap(results), digits=2)
 # among 11 claims has p_holm = 0.14: decided alone, not after adjustment. A p-value on the permutation floor
 # (2 over the orderings of the teachers) says so in `note`: only more teachers lower it. Read `verdict_holm`
 # first.
+
+# %%
+# a confirmatory profile's preregistration (docs/preregistration-<profile>.md): is this its answer yet?
+status = prereg.status_note(profile, study_dir)
+if status:
+    display(Markdown(status))
 
 # %% tags=["appendix"]
 print(claim_tests.VERDICT_RULE)

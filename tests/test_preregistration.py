@@ -4,6 +4,7 @@ preregistered ones; the hash is the one the code at that commit has; any committ
 profile ran exactly that code on exactly those seeds (kdcal.prereg)."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def test_a_committed_study_of_the_profile_ran_the_preregistered_code_on_its_seed
 
 
 def _provenance(tmp_path, seeds, source_hash):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     rows = [{"seed": s, "bundle_id": "b", "git_commit": "c", "source_hash": source_hash,
              "device": "cpu", "host": "h", "date": "d"} for s in seeds]
     pd.DataFrame(rows, columns=PROVENANCE_COLUMNS).to_csv(tmp_path / PROVENANCE, index=False)
@@ -78,3 +80,17 @@ def test_a_broken_preregistration_is_one_line_naming_what_is_wrong(tmp_path, tex
     page.write_text(text)
     with pytest.raises(prereg.PreregError, match=needle):
         prereg.read_prereg(page)
+
+
+def test_the_status_note_says_interim_confirmatory_or_departing(tmp_path):
+    block = {"profile": "p", "seeds": [0, 1, 2], "analysis_commit": "abcdef1234",
+             "source_hash": "a" * 64}
+    page = tmp_path / "preregistration-p.md"
+    page.write_text("```json prereg\n" + json.dumps(block) + "\n```\n")
+    note = lambda study: prereg.status_note("p", study, page=page)  # noqa: E731
+    assert "Interim: 2 of 3 seeds have run" in note(_provenance(tmp_path / "a", [0, 1], "a" * 64))
+    assert "this is its answer" in note(_provenance(tmp_path / "b", [0, 1, 2], "a" * 64))
+    departs = note(_provenance(tmp_path / "c", [0, 1, 2, 3], "a" * 64))
+    assert "departs from it" in departs and "seeds [3] are beyond" in departs
+    assert prereg.status_note("p", tmp_path / "a", page=tmp_path / "none.md") == ""
+    assert prereg.status_note("no-such-profile", tmp_path / "a") == ""
