@@ -149,7 +149,7 @@ plots.save(plots.paired_mode_differences(diffs, students=students), figures, "pa
 tables.show(analysis.size_correlations(students), digits=3)
 tables.show(analysis.predictors_of_student(students), digits=3)
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ### Does size act through the teacher's accuracy or its calibration?
 #
 # A larger teacher is usually both more accurate and (before calibration) less calibrated, so a size slope
@@ -160,12 +160,12 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # teachers from the fit's residuals, with no verdict and nothing in the Holm family; with fewer teachers
 # than a fit has unknowns, no number is given.
 
-# %%
+# %% tags=["appendix"]
 paths = analysis.size_or_accuracy(students)
 tables.show(paths, digits=3)
 plots.save(plots.student_accuracy_size_or_accuracy(students), figures, "student_accuracy_size_or_accuracy");
 
-# %% [markdown]
+# %% [markdown] tags=["appendix"]
 # ### Design check: is the student clearly smaller than every teacher?
 #
 # The paper's story needs a capacity gap: a student that cannot match its teacher. Per teacher, its test
@@ -173,7 +173,7 @@ plots.save(plots.student_accuracy_size_or_accuracy(students), figures, "student_
 # seeds), and the two models' parameters. `meets`: the mean gap is at least 2 points (the target of the
 # confirmatory design). A check, reported as it comes out: it decides no claim.
 
-# %%
+# %% tags=["appendix"]
 tables.show(analysis.capacity_gap(results), digits=2)
 
 # %% [markdown] tags=["appendix"]
