@@ -1,9 +1,15 @@
 """Shared helpers for the kdcal unit tests: tiny data, a deterministic CPU engine."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from kdcal.data import make_splits, make_synthetic
 from kdcal.train import make_engine
@@ -34,12 +40,18 @@ def _few_threads():
     torch.set_num_threads(old)
 
 
+def pytest_collection_modifyitems(config, items):
+    """How `make test` shares the two cores (``--dist loadfile --no-loadscope-reorder``): each
+    module is one unit of work (its module-scoped fixtures built once), handed out in this order;
+    the modules with end-to-end tests (marked slow: 20 s to minutes each) first, so that the short
+    modules fill in around them instead of one long module starting last while the other worker
+    sits idle. (``--dist loadgroup`` would split a module's slow tests from its fast ones, but
+    xdist 3.8 cannot rename pytest 9's node ids, which its groups need.)"""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def kdcal(*args, cwd=None, timeout=900, **popen):
     """Run the real command line in a subprocess, as a user would."""
-    import os
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "kdcal", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"},
                           **popen)
@@ -47,18 +59,27 @@ def kdcal(*args, cwd=None, timeout=900, **popen):
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
-    """One complete `kdcal run --profile smoke`, shared by the end-to-end tests (do not modify)."""
-    out = tmp_path_factory.mktemp("smoke") / "study"
-    proc = kdcal("run", "--profile", "smoke", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """One complete `kdcal run --profile smoke`, shared by the end-to-end tests (read only: a test
+    that writes into a study takes `smoke_copy`). Built once per test session: the xdist workers
+    share one temporary folder, and the first to need the study builds it under a file lock while
+    the other waits (the run itself uses both cores)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    home, out = shared / "smoke-shared", shared / "smoke-shared" / "study"
+    with FileLock(str(shared / "smoke-shared.lock")):
+        if not (home / "complete").exists():
+            shutil.rmtree(home, ignore_errors=True)  # a build that failed part-way
+            home.mkdir()
+            proc = kdcal("run", "--profile", "smoke", "--out", str(out))
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            (home / "complete").touch()
     return out
 
 
 @pytest.fixture
 def smoke_copy(smoke_study, tmp_path):
     """A private copy of the finished smoke study, free to damage."""
-    import shutil
-
     dst = tmp_path / "study"
     shutil.copytree(smoke_study, dst)
     return dst
@@ -67,8 +88,6 @@ def smoke_copy(smoke_study, tmp_path):
 def assert_close_state(a, b, **tol):
     """Two models' state dicts equal: floats to ``tol`` (torch.testing.assert_close), the rest
     exactly; the differing tensor is named."""
-    import torch
-
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     for k in sa:

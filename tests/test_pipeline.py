@@ -55,14 +55,14 @@ def test_notebooks_executed_without_errors(smoke_study):
                for o in outputs), "figures must render inline"
 
 
-def test_rerun_skips_finished_runs_and_reproduces_the_table(smoke_study):
-    before = (smoke_study / "results.csv").read_bytes()
-    log_before = (smoke_study / "log.txt").read_text()
-    proc = kdcal("run", "--profile", "smoke", "--out", str(smoke_study))
+def test_rerun_skips_finished_runs_and_reproduces_the_table(smoke_copy):
+    before = (smoke_copy / "results.csv").read_bytes()
+    log_before = (smoke_copy / "log.txt").read_text()
+    proc = kdcal("run", "--profile", "smoke", "--out", str(smoke_copy))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rerun_log = (smoke_study / "log.txt").read_text()[len(log_before):]
+    rerun_log = (smoke_copy / "log.txt").read_text()[len(log_before):]
     assert "done, skipped" in rerun_log and "epoch 1/" not in rerun_log
-    assert (smoke_study / "results.csv").read_bytes() == before
+    assert (smoke_copy / "results.csv").read_bytes() == before
 
 
 @pytest.mark.parametrize("args,needle", [
