@@ -40,16 +40,6 @@ def _few_threads():
     torch.set_num_threads(old)
 
 
-def pytest_collection_modifyitems(config, items):
-    """How `make test` shares the two cores (``--dist loadfile --no-loadscope-reorder``): each
-    module is one unit of work (its module-scoped fixtures built once), handed out in this order;
-    the modules with end-to-end tests (marked slow: 20 s to minutes each) first, so that the short
-    modules fill in around them instead of one long module starting last while the other worker
-    sits idle. (``--dist loadgroup`` would split a module's slow tests from its fast ones, but
-    xdist 3.8 cannot rename pytest 9's node ids, which its groups need.)"""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def kdcal(*args, cwd=None, timeout=900, **popen):
     """Run the real command line in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "kdcal", *args], capture_output=True, text=True,
