@@ -255,10 +255,11 @@ SIZE_PATH_UNITS = {"log2_params": "points per doubling", "teacher_acc": "points 
                    "teacher_ece": "points per ECE point"}
 
 
-def _family_ols(x: np.ndarray, y: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+def _family_ols(x: np.ndarray, y: np.ndarray, groups: list[str]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Least squares of ``y`` on the columns of ``x`` with one intercept per group: the
-    coefficients of ``x``, their standard errors, and the share of the within-group variance of
-    ``y`` they explain."""
+    coefficients of ``x``, their standard errors, the half-widths of their 95% t-intervals, and
+    the share of the within-group variance of ``y`` they explain."""
     levels = sorted(set(groups))
     dummies = np.array([[g == level for level in levels] for g in groups], float)
     design = np.column_stack([x, dummies])
@@ -269,9 +270,11 @@ def _family_ols(x: np.ndarray, y: np.ndarray, groups: list[str]) -> tuple[np.nda
     within = float(((y - group_means) ** 2).sum())
     r2 = 1 - float(resid @ resid) / within if within > 0 else np.nan
     if df <= 0:  # as many unknowns as teachers: any line fits, it says nothing
-        return np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan), np.nan
+        nothing = np.full(x.shape[1], np.nan)
+        return nothing, nothing, nothing, np.nan
     cov = float(resid @ resid) / df * np.linalg.pinv(design.T @ design)
-    return coef[: x.shape[1]], np.sqrt(np.diag(cov))[: x.shape[1]], r2
+    se = np.sqrt(np.diag(cov))[: x.shape[1]]
+    return coef[: x.shape[1]], se, stats.t.ppf(0.975, df) * se, r2
 
 
 def size_or_accuracy(students: pd.DataFrame) -> pd.DataFrame:
@@ -299,10 +302,8 @@ def size_or_accuracy(students: pd.DataFrame) -> pd.DataFrame:
                              teacher_ece=100 * means["teacher_ece"])
         groups = [family_of.get(t, teacher_family(t)) for t in means.index]
         for model, terms in SIZE_PATHS:
-            coef, se, r2 = _family_ols(means[list(terms)].to_numpy(float),
-                                       means["acc"].to_numpy(float), groups)
-            df = len(means) - len(terms) - len(set(groups))
-            half = stats.t.ppf(0.975, df) * se if df > 0 else se * np.nan
+            coef, se, half, r2 = _family_ols(means[list(terms)].to_numpy(float),
+                                             means["acc"].to_numpy(float), groups)
             for term, b, s_e, h in zip(terms, coef, se, half):
                 rows.append({"mode": mode, "model": model, "term": term,
                              "unit": SIZE_PATH_UNITS[term], "estimate": float(b), "se": float(s_e),

@@ -65,10 +65,9 @@ def study_departures(prereg: dict, study_dir) -> list[str]:
     (their provenance's source hash), seeds beyond the preregistered ones, preregistered seeds
     still missing. Empty when the study is the preregistered one."""
     study = Path(study_dir)
-    provenance = study / PROVENANCE
-    if not provenance.exists():
+    rows = _provenance(study)
+    if rows is None:
         return [f"{study}: no {PROVENANCE} (no seed has run)"]
-    rows = pd.read_csv(provenance, dtype={"source_hash": str})
     seeds = set(int(s) for s in rows["seed"])
     out = [f"seed {int(r.seed)} ran code {str(r.source_hash)[:12]}, not the preregistered "
            f"{prereg['source_hash'][:12]}" for r in rows.itertuples()
@@ -105,14 +104,14 @@ def status_note(profile: str, study_dir, page=None) -> str:
     if other:
         return f"{head} **This folder departs from it** (exploratory): " + "; ".join(other) + "."
     if waiting:
-        done = len(set(seeds) & _seeds_run(study_dir))
+        rows = _provenance(study_dir)
+        done = len(set(seeds) & set(int(s) for s in rows["seed"]))
         return (f"{head} **Interim: {done} of {len(seeds)} seeds have run**; the answer is read "
                 "from all of them, so every verdict below is provisional.")
     return f"{head} Every preregistered seed ran the preregistered code: this is its answer."
 
 
-def _seeds_run(study_dir) -> set[int]:
+def _provenance(study_dir) -> pd.DataFrame | None:
+    """The study's provenance.csv (one row per seed), None when no seed has run."""
     provenance = Path(study_dir) / PROVENANCE
-    if not provenance.exists():
-        return set()
-    return set(int(s) for s in pd.read_csv(provenance)["seed"])
+    return pd.read_csv(provenance, dtype={"source_hash": str}) if provenance.exists() else None
