@@ -384,7 +384,14 @@ def measured_walls(study_dir: Path) -> dict:
             "total": timing["seconds"]}
 
 
-def fit_from_logs(root: Path, cpu_runs=("outputs/quick", "outputs/evidence"),
+# confirm-transfer's study folder was assembled by `kdcal add`: its log.txt trains nothing, so its
+# seed 0's own run (log.txt, timing.json, study.json as that run wrote them) is kept beside it; it
+# measures the width teachers and the tiny student (resnet8x0.125), whose steps cost far more than
+# their share of multiply-accumulates
+CPU_RUNS = ("outputs/quick", "outputs/evidence", "outputs/confirm-transfer/seed-logs/0")
+
+
+def fit_from_logs(root: Path, cpu_runs=CPU_RUNS,
                   cuda_runs=("outputs/gpu-check",)) -> dict:
     """The step-time table and the per-task and per-stage constants, from committed runs.
 
