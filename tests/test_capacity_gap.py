@@ -43,3 +43,29 @@ def test_no_baseline_or_no_teacher_gives_an_empty_table():
     frame = results({"resnet8": 3.0})
     assert analysis.capacity_gap(frame[frame["mode"] != "baseline"]).empty
     assert analysis.capacity_gap(frame[frame["role"] != "teacher"]).empty
+
+
+def test_every_column_by_hand_and_the_check_at_its_boundary():
+    """Each column against numpy/scipy on the paired differences; ``meets`` holds at exactly the
+    target (at least, not more than) and fails just above it; 2 points by default."""
+    from scipy import stats
+
+    frame = results({"resnet8x0.75": 2.2, "resnet8": 3.1}, seeds=5)
+    table = analysis.capacity_gap(frame)
+    base = frame[frame["mode"] == "baseline"].set_index("seed")["acc"]
+    for _, row in table.iterrows():
+        teacher = frame[frame["arch"] == row["teacher"]].set_index("seed")["acc"]
+        diff = 100 * (teacher - base).to_numpy()
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+        assert row["gap"] == pytest.approx(diff.mean(), rel=1e-12)
+        assert (row["gap_low"], row["gap_high"]) == pytest.approx((diff.mean() - half, diff.mean() + half),
+                                                                  rel=1e-12)
+        assert row["teacher_acc"] == pytest.approx(100 * teacher.mean(), rel=1e-12)
+        assert row["baseline_acc"] == pytest.approx(100 * base.mean(), rel=1e-12)
+        assert (row["student_params"], row["seeds"]) == (5142, 5)
+        assert row["teacher_params"] == frame[frame["arch"] == row["teacher"]]["params"].iloc[0]
+    gap = table["gap"].iloc[0]
+    assert analysis.capacity_gap(frame, target=gap)["meets"].iloc[0]
+    assert not analysis.capacity_gap(frame, target=np.nextafter(gap, np.inf))["meets"].iloc[0]
+    assert analysis.CAPACITY_GAP == 2.0
+    assert analysis.capacity_gap(results({"resnet8": 1.99}))["meets"].tolist() == [False]
