@@ -5,6 +5,16 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+# Under pytest-xdist two workers share the two cores; torch's and BLAS's thread pools, two threads
+# each, then spin against each other: two 8-epoch trainings of the tutorial side by side took 152 s
+# at two threads each and 66 s at one (2026-12-07). One thread per worker, and for the runs the
+# tests start (the variables are inherited); set before numpy and torch are imported, which read
+# them once. A plain `pytest` keeps the machine's default.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_pool] = "1"
 
 import numpy as np
 import pytest
@@ -47,24 +57,33 @@ def kdcal(*args, cwd=None, timeout=900, **popen):
                           **popen)
 
 
-@pytest.fixture(scope="session")
-def smoke_study(tmp_path_factory):
-    """One complete `kdcal run --profile smoke`, shared by the end-to-end tests (read only: a test
-    that writes into a study takes `smoke_copy`). Built once per test session: the xdist workers
-    share one temporary folder, and the first to need the study builds it under a file lock while
-    the other waits (the run itself uses both cores)."""
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder built once per test session and shared by the xdist workers: they share one
+    temporary folder, and the first to need it runs ``build(folder)`` under a file lock while the
+    other waits. A build that failed part-way is started again. Read only for the tests."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the session's folder, above each worker's own
-    home, out = shared / "smoke-shared", shared / "smoke-shared" / "study"
-    with FileLock(str(shared / "smoke-shared.lock")):
+    home = shared / f"{name}-shared"
+    with FileLock(str(shared / f"{name}-shared.lock")):
         if not (home / "complete").exists():
-            shutil.rmtree(home, ignore_errors=True)  # a build that failed part-way
+            shutil.rmtree(home, ignore_errors=True)
             home.mkdir()
-            proc = kdcal("run", "--profile", "smoke", "--out", str(out))
-            assert proc.returncode == 0, proc.stderr[-3000:]
+            build(home)
             (home / "complete").touch()
-    return out
+    return home
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """One complete `kdcal run --profile smoke`, shared by the end-to-end tests (read only: a test
+    that writes into a study takes `smoke_copy`), built once per test session (`built_once`; the
+    run itself uses both cores)."""
+    def build(home):
+        proc = kdcal("run", "--profile", "smoke", "--out", str(home / "study"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "smoke", build) / "study"
 
 
 @pytest.fixture
@@ -113,3 +132,22 @@ def shaffer_by_hand(p_zero, p_equiv):
         out[k][i] = running
         left[i] -= 1
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """The order the two workers take tests in, by module (a module's fixtures are built once per
+    worker). The shared smoke study's first user first: one worker builds the study while the
+    other runs the modules with slow tests that do not need it (next); then the modules that use
+    the study; the modules of fast tests last, where they fill whichever worker is free first.
+    Without this both workers met a user of the study in their first minute and one sat idle
+    behind the other's build (30-45 s), and a long test could come last. Stable otherwise; every
+    worker sorts alike, as xdist requires."""
+    def smoke(item):
+        return "smoke_study" in getattr(item, "fixturenames", ())
+
+    first = next((item for item in items if smoke(item)), None)
+    uses_smoke = {item.module for item in items if smoke(item)}
+    has_slow = {item.module for item in items if item.get_closest_marker("slow")}
+    rank_of = {item.module: 2 if item.module in uses_smoke else 1 if item.module in has_slow else 3
+               for item in items}
+    items.sort(key=lambda item: 0 if item is first else rank_of[item.module])
