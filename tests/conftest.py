@@ -133,21 +133,3 @@ def shaffer_by_hand(p_zero, p_equiv):
         left[i] -= 1
     return out
 
-
-def pytest_collection_modifyitems(config, items):
-    """The order the two workers take tests in, by module (a module's fixtures are built once per
-    worker). The shared smoke study's first user first: one worker builds the study while the
-    other runs the modules with slow tests that do not need it (next); then the modules that use
-    the study; the modules of fast tests last, where they fill whichever worker is free first.
-    Without this both workers met a user of the study in their first minute and one sat idle
-    behind the other's build (30-45 s), and a long test could come last. Stable otherwise; every
-    worker sorts alike, as xdist requires."""
-    def smoke(item):
-        return "smoke_study" in getattr(item, "fixturenames", ())
-
-    first = next((item for item in items if smoke(item)), None)
-    uses_smoke = {item.module for item in items if smoke(item)}
-    has_slow = {item.module for item in items if item.get_closest_marker("slow")}
-    rank_of = {item.module: 2 if item.module in uses_smoke else 1 if item.module in has_slow else 3
-               for item in items}
-    items.sort(key=lambda item: 0 if item is first else rank_of[item.module])
