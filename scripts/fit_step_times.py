@@ -16,7 +16,8 @@ from kdcal import plan  # noqa: E402
 
 table = plan.fit_from_logs(ROOT)
 table = {"date": datetime.date.today().isoformat(),
-         "how": "kdcal.plan.fit_from_logs over outputs/quick, outputs/evidence, the run of confirm-transfer's seed 0 (the first run in each "
+         "how": "kdcal.plan.fit_from_logs over outputs/quick, outputs/evidence, the run of "
+                "confirm-transfer's seed 0 (the first run in each "
                 "log: for the grown evidence study, its seed 0; 2 CPU cores, 2 "
                 "workers of 1 thread) and outputs/gpu-check (one H200, bf16, workers=0): seconds "
                 "per optimizer step per model = epoch seconds / steps / models in the loop, "

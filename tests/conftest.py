@@ -132,4 +132,3 @@ def shaffer_by_hand(p_zero, p_equiv):
         out[k][i] = running
         left[i] -= 1
     return out
-

@@ -3,6 +3,7 @@ every teacher, paired within each seed (a seed's easy split lifts teacher and ba
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from kdcal import analysis
 
@@ -48,8 +49,6 @@ def test_no_baseline_or_no_teacher_gives_an_empty_table():
 def test_every_column_by_hand_and_the_check_at_its_boundary():
     """Each column against numpy/scipy on the paired differences; ``meets`` holds at exactly the
     target (at least, not more than) and fails just above it; 2 points by default."""
-    from scipy import stats
-
     frame = results({"resnet8x0.75": 2.2, "resnet8": 3.1}, seeds=5)
     table = analysis.capacity_gap(frame)
     base = frame[frame["mode"] == "baseline"].set_index("seed")["acc"]

@@ -64,15 +64,15 @@ def tutorial_8_epochs(tmp_path_factory):
     """The committed tutorial seeded into a folder and its four teachers trained again for 8
     epochs (nb01's exercise 1 and nb02's exercise 3 both start there): trained once per session,
     read only; its config at 20 epochs and at 8."""
-    def build(home):
-        cfg = bundle.seed_from_bundle(TUTORIAL / "bundle", home / "study")
-        with reader_threads():
-            study.train_teachers(dataclasses.replace(cfg, teacher_epochs=8), home / "study",
-                                 log=lambda *_: None)
-
-    folder = built_once(tmp_path_factory, "tutorial-8-epochs", build) / "study"
     cfg = bundle.bundle_config(TUTORIAL / "bundle")
-    return cfg, dataclasses.replace(cfg, teacher_epochs=8), folder
+    shorter = dataclasses.replace(cfg, teacher_epochs=8)
+
+    def build(home):
+        bundle.seed_from_bundle(TUTORIAL / "bundle", home / "study")
+        with reader_threads():
+            study.train_teachers(shorter, home / "study", log=lambda *_: None)
+
+    return cfg, shorter, built_once(tmp_path_factory, "tutorial-8-epochs", build) / "study"
 
 
 def _teachers(name: str) -> pd.DataFrame:
