@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inference import ALPHA, BOTH, DECIDED, EQUIVALENCE, TESTS_OF, ZERO, verdict_of
+from .inference import ALPHA, BOTH, EQUIVALENCE, TESTS_OF, ZERO, verdict_of
 
 
 def holm(p_values) -> np.ndarray:
@@ -45,13 +45,6 @@ def holm(p_values) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out
-
-
-def holm_verdicts(verdicts, p_holm) -> list[str]:
-    """A decided verdict stands only where the Holm-adjusted p-value is below ALPHA; the others
-    (equivalent, underpowered) are kept as they are."""
-    return [("underpowered" if v in DECIDED and not (np.isfinite(p) and p < ALPHA) else v)
-            for v, p in zip(verdicts, np.asarray(p_holm, float))]
 
 
 def holm_within(p_values, others) -> np.ndarray:
