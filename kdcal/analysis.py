@@ -231,7 +231,7 @@ def capacity_gap(results: pd.DataFrame, target: float = CAPACITY_GAP) -> pd.Data
     if teachers.empty or base.empty:
         return pd.DataFrame()
     base_acc = base.groupby("seed")["acc"].mean()
-    student_params = float(base["params"].iloc[0]) if "params" in base else np.nan
+    student_params = float(base["params"].iloc[0])
     rows = []
     for arch, g in teachers.groupby("arch", sort=False):
         paired = g.set_index("seed")["acc"].sub(base_acc).dropna() * 100

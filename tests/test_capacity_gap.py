@@ -68,3 +68,23 @@ def test_every_column_by_hand_and_the_check_at_its_boundary():
     assert not analysis.capacity_gap(frame, target=np.nextafter(gap, np.inf))["meets"].iloc[0]
     assert analysis.CAPACITY_GAP == 2.0
     assert analysis.capacity_gap(results({"resnet8": 1.99}))["meets"].tolist() == [False]
+
+
+def test_only_teachers_own_rows_and_the_baseline_count_and_the_table_is_exactly_its_columns():
+    """Teacher variants (role teacher, another mode) and KD students (role student, another mode)
+    change nothing; one seed suffices; teachers of equal size keep the order they came in."""
+    gaps = {"resnet8x0.75": 2.2, "resnet8x0.5": 3.1, "resnet8": 4.0}
+    frame = results(gaps, seeds=3)
+    frame.loc[frame["arch"] == "resnet8x0.5", "params"] = 30000  # tied with resnet8x0.75
+    plain = analysis.capacity_gap(frame)
+    assert list(plain.columns) == ["teacher", "teacher_params", "student_params", "params_ratio",
+                                   "teacher_acc", "baseline_acc", "gap", "gap_low", "gap_high",
+                                   "seeds", "meets"]
+    assert list(plain.index) == [0, 1, 2]
+    assert list(plain["teacher"]) == ["resnet8x0.75", "resnet8x0.5", "resnet8"]  # not by name
+    others = frame.assign(mode=np.where(frame["role"] == "teacher", "label_smoothing", "uncalibrated"),
+                          acc=0.1)
+    pd.testing.assert_frame_equal(analysis.capacity_gap(pd.concat([others, frame])), plain)
+    one = analysis.capacity_gap(frame[frame["seed"] == 0])
+    assert (one["seeds"] == 1).all() and one["teacher_params"].tolist() == [30000, 30000, 120000]
+    assert one["student_params"].tolist() == [5142] * 3
