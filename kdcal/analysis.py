@@ -285,7 +285,9 @@ def size_or_accuracy(students: pd.DataFrame) -> pd.DataFrame:
     parameters, on the teacher's test accuracy, on its test ECE (before calibration), and on size
     beside each of the two. If size's coefficient shrinks to nothing once teacher accuracy is in
     the model, size acts through accuracy. Descriptive (exploratory): the intervals are t-intervals
-    over teachers from the fit's residuals; no verdict, nothing in the Holm family.
+    over teachers from the fit's residuals; no verdict, nothing in the Holm family. Pass the
+    whole results table (or students beside their teachers' rows) where the teachers carry a
+    ``family`` column: it overrides the name rule, as in the claims.
     """
     kd = students[students["mode"].map(lambda m: split_mode(m)[0] in KD_MODES
                                        or str(m).startswith("cal-"))]
@@ -300,7 +302,7 @@ def size_or_accuracy(students: pd.DataFrame) -> pd.DataFrame:
         means = means.assign(log2_params=np.log2(means["params"]), acc=100 * means["acc"],
                              teacher_acc=100 * means["teacher_acc"],
                              teacher_ece=100 * means["teacher_ece"])
-        groups = [family_of.get(t, teacher_family(t)) for t in means.index]
+        groups = [family_of[t] for t in means.index]  # families() names every teacher
         for model, terms in SIZE_PATHS:
             coef, se, half, r2 = _family_ols(means[list(terms)].to_numpy(float),
                                              means["acc"].to_numpy(float), groups)

@@ -161,7 +161,7 @@ tables.show(analysis.predictors_of_student(students), digits=3)
 # than a fit has unknowns, no number is given.
 
 # %% tags=["appendix"]
-paths = analysis.size_or_accuracy(students)
+paths = analysis.size_or_accuracy(results)  # the teachers' rows: a `family` column counts
 tables.show(paths, digits=3)
 plots.save(plots.student_accuracy_size_or_accuracy(students), figures, "student_accuracy_size_or_accuracy");
 

@@ -102,3 +102,41 @@ def test_too_few_teachers_for_a_fit_give_no_numbers_and_the_figure_says_so():
     fig = plots.student_accuracy_size_or_accuracy(frame)
     assert "too few teachers for a fit" in fig.axes[0].get_title()
     assert not any(ax.lines for ax in fig.axes)
+
+
+def test_a_family_column_on_the_teachers_rows_overrides_the_name_rule():
+    """Two depth-ladder names declared a family of their own (the contract of analysis.families):
+    three families, and the size slope is the one fitted with that family term by hand."""
+    frame = students(lambda acc, size: 50 + 0.4 * acc)
+    declared = {a: ("short" if a in ("resnet8", "resnet14") else analysis.teacher_family(a))
+                for a in PARAMS}
+    teachers = pd.DataFrame([{"role": "teacher", "mode": "teacher", "arch": a, "seed": 0,
+                              "family": f} for a, f in declared.items()])
+    table = analysis.size_or_accuracy(pd.concat([teachers, frame], ignore_index=True))
+    assert set(table["families"]) == {3}
+    g = frame[frame["mode"] == "compose"].groupby("teacher").mean(numeric_only=True)
+    coef, *_ = analysis._family_ols(np.log2(g["teacher_params"]).to_numpy()[:, None],
+                                    100 * g["acc"].to_numpy(), [declared[t] for t in g.index])
+    assert row(table, "compose", "size", "log2_params")["estimate"] == pytest.approx(coef[0], rel=1e-9)
+    assert row(analysis.size_or_accuracy(frame), "compose", "size", "log2_params")["families"] == 2
+
+
+def test_every_term_carries_its_unit():
+    table = analysis.size_or_accuracy(students(lambda acc, size: 50 + 0.4 * acc))
+    assert (table["unit"] == table["term"].map(analysis.SIZE_PATH_UNITS)).all()
+    assert table["unit"].notna().all()
+
+
+def test_the_fit_at_its_edges():
+    """One residual degree of freedom is a fit; none is not. A response flat within every family
+    has no within-family variance to explain (R2 NaN), and a small one (below 1 point^2) is
+    explained like any other."""
+    x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    coef, se, half, r2 = analysis._family_ols(x, np.array([0.1, 0.25, 0.28, 0.41]),
+                                              ["a", "a", "b", "b"])  # df = 4 - 3 = 1
+    assert np.isfinite(coef).all() and np.isfinite(se).all() and np.isfinite(half).all()
+    assert 0 < r2 < 1
+    flat = analysis._family_ols(x, np.array([5.0, 5.0, 7.0, 7.0]), ["a", "a", "b", "b"])
+    assert np.isnan(flat[3])
+    none = analysis._family_ols(x[:3], np.array([1.0, 2.0, 4.0]), ["a", "a", "b"])
+    assert all(np.isnan(v).all() for v in none)
