@@ -91,15 +91,19 @@ def test_an_arm_is_its_mode_at_its_own_tau():
     assert mode_temperatures("compose@1", 4.0, 1.7) == (1.0, 1.7)
     assert mode_temperatures("uncalibrated@1", 4.0, 1.7) == (1.0, 1.0)
     assert mode_temperatures("compose", 4.0, 1.7) == (4.0, 1.7)
-    with pytest.raises(ValueError, match="no arm"):
+    with pytest.raises(ValueError, match="'replace' has no arm at a tau of its own; valid: "
+                                         "uncalibrated, compose$"):
         mode_temperatures("replace@1", 4.0, 1.7)
+    with pytest.raises(ValueError):  # one tau per arm: the first @ splits, the rest is no number
+        split_mode("compose@1@2")
 
 
 @pytest.mark.parametrize("mode,message", [
     ("replace@1", "mode of an arm"), ("cal-vector@1", "mode of an arm"),
     ("compose@1.0", "spelt 'compose@1'"), ("compose@4", "config's tau"),
     ("compose@x", "must be a number"), ("compose@0", "must be a number"),
-    ("uncalibrated@nan", "must be a number"), ("compose@200", "must be a number")])
+    ("uncalibrated@nan", "must be a number"), ("compose@200", "must be a number"),
+    ("compose@1@2", "must be a number")])
 def test_bad_arms_fail_before_any_work(mode, message):
     with pytest.raises(config.ConfigError, match=message):
         config.resolve("smoke", {"modes": ["uncalibrated", mode]})

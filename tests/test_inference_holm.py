@@ -274,3 +274,16 @@ def test_holm_family_never_upgrades_and_skips_claims_without_tests():
     # the first row's p-values are small, but its interval decided nothing: it stays open
     assert held == ["underpowered", "supported", "underpowered"]
     assert tests[2] is None and np.isnan(adjusted[2])
+
+
+def test_holm_family_keeps_a_contradicted_claim_and_decides_strictly_below_5_percent():
+    """A contradicted claim whose zero test survives stays contradicted; a test whose adjusted p
+    is exactly 5% decides nothing (below, not at): for a supported claim and an equivalent one."""
+    tests, adjusted, held = multiplicity.holm_family(["contradicted", "supported"],
+                                                     ["contradicted", "supported"],
+                                                     [0.001, 0.002], [0.9, 0.002])
+    assert held == ["contradicted", "supported"] and tests == ["zero", "zero"]
+    for verdict, side, pz, pe in (("supported", "supported", 0.05, 0.9),
+                                  ("equivalent", "", 0.9, 0.05)):
+        tests, adjusted, held = multiplicity.holm_family([verdict], [side], [pz], [pe])
+        assert adjusted[0] == 0.05 and held == ["underpowered"], verdict
