@@ -400,3 +400,26 @@ def test_two_students_of_one_name_in_a_group_refused(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"^two planned students named 'baseline' in the "
                                            r"group of baseline-s0$"):
         _group_arguments(monkeypatch, cfg, st, [base, base], lambda *_: None)
+
+
+@pytest.mark.parametrize("augment,transfer", [(True, 0), (False, 16)])
+def test_the_loop_gets_the_teacher_model_only_to_label_augmented_images(tmp_path, monkeypatch,
+                                                                       augment, transfer):
+    """With augmentation the teacher must label each augmented batch, so the loop gets its model;
+    on transfer images alone the model labels them once, before the loop (fixed targets), and
+    the loop gets none."""
+    over = {**GROUP_CFG, "seeds": [0], "augment": augment, "transfer_size": transfer}
+    if transfer:
+        over["train_size"] = 32
+    cfg = config.resolve("smoke", over)
+    st = _fake_teachers(cfg, tmp_path)
+    teacher = torch.nn.Identity()
+    monkeypatch.setattr(students, "load_model", lambda *_: teacher)
+    monkeypatch.setattr(students, "predict", lambda model, x, *_: torch.zeros(len(x), 4))
+    groups = {}
+    for p in study.student_plan(cfg, tmp_path):
+        groups.setdefault(p["group"], []).append(p)
+    todo = next(g for g in groups.values() if g[0]["teacher_rid"])
+    seen = _group_arguments(monkeypatch, cfg, st, todo, lambda *_: None)
+    assert seen["kw"]["teacher"] is (teacher if augment else None)
+    assert seen["kw"]["teacher_logits"] is not None
