@@ -181,7 +181,7 @@ else:
 #
 # 1. Run ids hash the full configuration, so any recipe change makes new runs. Deeper nets fit 1,000 images
 #    faster, so their training loss ends lower; over-confidence comes with fitting the training set, and
-#    notebook 2 fits a temperature near 1 (0.90 to 1.11) to these 8-epoch teachers, against 1.49 to 1.75
+#    notebook 2 fits a temperature near 1 (0.90 to 1.11 at 2 threads) to these 8-epoch teachers, against 1.49 to 1.75
 #    at 20 epochs (notebook 2, exercise 3).
 # 2. A finished run has a `done` marker; only missing or interrupted runs train (interrupted ones resume).
 # 3. Same reason: the configs of resnet14's and resnet20's runs did not change.

@@ -228,10 +228,10 @@ else:
 #    epochs (training accuracy below 90%: notebook 1, exercise 1) every teacher's fitted T falls to about 1,
 #    0.90 to 1.11 against 1.49 to 1.75 at 20 epochs: resnet14 slightly under-confident (T < 1), resnet20
 #    slightly over, and in each seed the larger teacher keeps the larger T. After 1 epoch every teacher
-#    is strongly under-confident: T from 0.32 to 0.46. These figures come from 2 CPU threads (torch's
+#    is strongly under-confident: T from 0.32 to 0.46. These numbers are from 2 CPU threads (torch's
 #    default on the 2 cores that made the tutorial); the thread count changes floating-point results,
-#    so on another machine expect the same picture with other third digits (at one thread resnet14's
-#    T at 8 epochs on seed 0 is 0.88).
+#    and with them the numbers, not the picture: at one thread, 0.88 to 1.07 at 8 epochs and 0.24 to
+#    0.58 after 1 (a single epoch leaves the most to chance).
 # 4. **Write it yourself: ECE.** Complete this function in a new cell and check it:
 #
 #    ```python

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +41,13 @@ def tutorial_copy(tmp_path):
     return cfg, tmp_path / "study"
 
 
-# The answers quote numbers of the committed tutorial run, made on 2 cores at torch's default there
-# (2 threads); the exercises that train again do so at the same count. The count moves the
-# floating-point results: at one thread (as the test workers train otherwise) resnet14's fitted T
-# after 8 epochs on seed 0 is 0.88, at two 0.90 or more.
-READER_THREADS = 2
-
-
-@contextmanager
-def reader_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(READER_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+# The exercises that train again do so at the test run's thread count: one in each xdist worker
+# (tests/conftest.py), two in a plain `pytest` on these 2 cores (training at two threads beside the
+# other busy worker took 2.4 times the CPU of one: 118 s against 50 s, 2026-12-07). The count moves
+# the floating-point results, so nb02's answer to exercise 3 gives its temperatures at both counts,
+# and the test checks the pair for the count it trains at.
+FITTED_T_RANGES = {2: {8: (0.90, 1.11), 1: (0.32, 0.46)},  # the committed tutorial's count
+                   1: {8: (0.88, 1.07), 1: (0.24, 0.58)}}
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +60,7 @@ def tutorial_8_epochs(tmp_path_factory):
 
     def build(home):
         bundle.seed_from_bundle(TUTORIAL / "bundle", home / "study")
-        with reader_threads():
-            study.train_teachers(shorter, home / "study", log=lambda *_: None)
+        study.train_teachers(shorter, home / "study", log=lambda *_: None)
 
     return cfg, shorter, built_once(tmp_path_factory, "tutorial-8-epochs", build) / "study"
 
@@ -275,8 +265,9 @@ def test_nb02_ex2_temperature_scaling_keeps_every_teachers_accuracy(tutorial_cop
 def test_nb02_ex3_eight_epoch_teachers_are_about_calibrated_and_one_epoch_ones_under_confident(
         tutorial_8_epochs, tmp_path):
     """Ex. 3: at 8 epochs every teacher's fitted T falls below its T at 20 (the committed run, 1.49 to
-    1.75) to between 0.90 and 1.11: resnet14's below 1, resnet20's above, and in each seed resnet20's
-    the larger. After 1 epoch every T is between 0.32 and 0.46."""
+    1.75) to about 1 (0.90 to 1.11 at two threads, 0.88 to 1.07 at one): resnet14's below 1,
+    resnet20's above, and in each seed resnet20's the larger. After 1 epoch every T is well below 1
+    (0.32 to 0.46 at two threads, 0.24 to 0.58 at one)."""
     cfg, _, shared = tutorial_8_epochs
     folder = tmp_path / "study"
     shutil.copytree(shared, folder)  # calibrated and trained further here, not in the shared one
@@ -285,18 +276,18 @@ def test_nb02_ex3_eight_epoch_teachers_are_about_calibrated_and_one_epoch_ones_u
     fitted = {}
     for epochs in (8, 1):  # the 8-epoch teachers are there already: only calibrated
         short = dataclasses.replace(cfg, teacher_epochs=epochs)
-        with reader_threads():
-            study.train_teachers(short, folder, log=lambda *_: None)
-            fitted[epochs] = study.calibrate_teachers(short, folder, log=lambda *_: None).set_index(
-                ["arch", "seed"])["temperature"]
+        study.train_teachers(short, folder, log=lambda *_: None)
+        fitted[epochs] = study.calibrate_teachers(short, folder, log=lambda *_: None).set_index(
+            ["arch", "seed"])["temperature"]
         assert len(fitted[epochs]) == 4
     at8, at1 = fitted[8], fitted[1]
     assert (at8 < at20.loc[at8.index, "temperature"]).all()
-    assert at8.round(2).between(0.90, 1.11).all(), at8
+    ranges = FITTED_T_RANGES[torch.get_num_threads()]
+    assert at8.round(2).between(*ranges[8]).all(), at8
     assert (at8.xs("resnet14", level="arch") < 1).all() and (at8.xs("resnet20", level="arch") > 1).all()
     for seed in cfg.seeds:
         assert at8[("resnet20", seed)] > at8[("resnet14", seed)], seed
-    assert at1.round(2).between(0.32, 0.46).all(), at1
+    assert at1.round(2).between(*ranges[1]).all(), at1
 
 
 def test_nb02_ex4_ece_by_hand_on_the_tutorial_teacher():
