@@ -38,7 +38,7 @@ study: install data
 # everything, the end-to-end runs included (CI runs this)
 # two workers (pytest-xdist): the 2 cores each run tests; end-to-end runs are session fixtures
 test: install
-	$(PY) -m pytest -q -n 3
+	$(PY) -m pytest -q -n 2
 
 # for iteration: the unit tests, without the runs marked slow (papermill, Ray, kills)
 test-fast: install

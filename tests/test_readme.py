@@ -71,8 +71,8 @@ def test_readme_test_command_is_the_one_ci_runs():
     """.ci/run runs `make test`; the README states what that runs and how long it took."""
     assert "\nmake test\n" in (ROOT / ".ci" / "run").read_text()
     recipe = re.search(r"^test: .*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
-    assert recipe == "$(PY) -m pytest -q -n 3"
-    assert "make test    # same install, then: .venv/bin/python -m pytest -q -n 3 " in README.read_text()
+    assert recipe == "$(PY) -m pytest -q -n 2"
+    assert "make test    # same install, then: .venv/bin/python -m pytest -q -n 2 " in README.read_text()
 
 
 @pytest.mark.skipif(not EVIDENCE_CLAIMS.exists(), reason="no committed evidence run")
