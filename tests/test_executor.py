@@ -425,7 +425,6 @@ def _ray_run(cluster, out: Path, *overrides: str, **popen):
                             stderr=subprocess.PIPE, text=True, **popen)
 
 
-@pytest.mark.slow
 def _seed_rows(table: Path, seed: int) -> list[str]:
     """The header and the rows of one seed, as written (a row depends on its own seed only:
     test_grow's halves add up to the one run byte for byte)."""
@@ -434,6 +433,7 @@ def _seed_rows(table: Path, seed: int) -> list[str]:
     return [header] + [r for r in rows if r.split(",")[column] == str(seed)]
 
 
+@pytest.mark.slow
 def test_smoke_on_ray_gives_the_local_table(ray_cluster, smoke_study, tmp_path):
     """Every stage of the smoke study through `kdcal run` on Ray, for seed 0 (half the training;
     the students of both seeds run on Ray in the next test): its rows are the local study's."""
