@@ -11,10 +11,10 @@ from pathlib import Path
 # each, then spin against each other: two 8-epoch trainings of the tutorial side by side took 152 s
 # at two threads each and 66 s at one (2026-12-07). One thread per worker, and for the runs the
 # tests start (the variables are inherited); set before numpy and torch are imported, which read
-# them once. A plain `pytest` keeps the machine's default. The few tests that train at a reader's
-# two threads (the tutorial's exercises) would still spin: OpenMP's passive wait puts an idle
-# thread to sleep instead (same results; a two-thread training beside a busy core took half the
-# CPU time, 7.0 s against 14.2 s, 2026-12-07).
+# them once. A plain `pytest` keeps the machine's default. A test that sets more threads itself
+# (test_evidence_design refits at its study's count) would still spin: OpenMP's passive wait puts
+# an idle thread to sleep instead (same results; a two-thread training beside a busy core took
+# half the CPU time, 7.0 s against 14.2 s, 2026-12-07).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_pool] = "1"
