@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 # Under pytest-xdist two workers share the two cores; torch's and BLAS's thread pools, two threads
@@ -45,13 +46,23 @@ def cpu_engine():
     return make_engine("cpu", "off")
 
 
+@contextmanager
+def few_threads():
+    """Torch's intra-op threads at the machine's count but at most 2, restored after: the count
+    every test trains at (session fixtures, set up before `_few_threads`, enter it themselves)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(old, 2))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep torch's intra-op threads small and fixed so runs are fast and comparable."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(old, 2))
-    yield
-    torch.set_num_threads(old)
+    with few_threads():
+        yield
 
 
 def kdcal(*args, cwd=None, timeout=900, **popen):

@@ -27,7 +27,7 @@ from kdcal.inference import t_interval as inference_t_interval
 from kdcal.logfile import StudyLog
 from kdcal.store import Study, load_arrays, read_json, safe_torch_load
 
-from conftest import built_once
+from conftest import built_once, few_threads
 
 OUTPUTS = Path(__file__).resolve().parents[1] / "outputs"
 TUTORIAL = OUTPUTS / "tutorial"
@@ -60,12 +60,8 @@ def tutorial_8_epochs(tmp_path_factory):
 
     def build(home):
         bundle.seed_from_bundle(TUTORIAL / "bundle", home / "study")
-        old = torch.get_num_threads()  # a session fixture runs before conftest's _few_threads:
-        torch.set_num_threads(min(old, 2))  # train at the count the tests check against
-        try:
+        with few_threads():  # the count the tests check against
             study.train_teachers(shorter, home / "study", log=lambda *_: None)
-        finally:
-            torch.set_num_threads(old)
 
     return cfg, shorter, built_once(tmp_path_factory, "tutorial-8-epochs", build) / "study"
 
