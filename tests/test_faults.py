@@ -14,7 +14,7 @@ import pytest
 
 from conftest import kdcal
 from kdcal import config, study
-from kdcal.store import Study, StoreError
+from kdcal.store import Study, StoreError, save_arrays, write_json
 
 pytestmark = pytest.mark.slow
 
@@ -74,13 +74,11 @@ def test_second_run_on_a_locked_study_names_the_holder(smoke_copy):
     assert snapshot(smoke_copy) == before
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(smoke_copy):
-    p = subprocess.Popen(["true"])
-    p.wait()  # its pid is now free: the lock's holder is gone
-    (smoke_copy / ".lock").write_text(f"pid {p.pid} on {socket.gethostname()}")
-    proc = kdcal("run", "--profile", "smoke", "--out", str(smoke_copy))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert not (smoke_copy / ".lock").exists()
+def test_stale_lock_of_a_dead_process_is_taken_over(smoke_rerun):
+    """The shared rerun started over the lock of a dead process (conftest's ``smoke_rerun``)."""
+    study, rerun = smoke_rerun
+    assert rerun["returncode"] == 0, rerun["stderr"]
+    assert not (study / ".lock").exists()
 
 
 def test_bad_values_fail_before_work_and_keep_results(smoke_copy):
@@ -190,10 +188,6 @@ def test_a_teacher_that_never_learned_is_failed_not_fatal(tmp_path):
     """A teacher stuck at chance (constant logits: resnet20 without batch norm did this in a
     regimes-quick cell) has no temperature. Calibration marks it failed in one line and goes on;
     it teaches nobody; the other teachers are calibrated and teach."""
-    import numpy as np
-
-    from kdcal.store import Study, save_arrays, write_json
-
     cfg = config.resolve("smoke", {"teachers": ["resnet8", "resnet14"], "seeds": [0]})
     st = Study(tmp_path)
     rng = np.random.default_rng(0)

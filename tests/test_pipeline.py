@@ -55,14 +55,13 @@ def test_notebooks_executed_without_errors(smoke_study):
                for o in outputs), "figures must render inline"
 
 
-def test_rerun_skips_finished_runs_and_reproduces_the_table(smoke_copy):
-    before = (smoke_copy / "results.csv").read_bytes()
-    log_before = (smoke_copy / "log.txt").read_text()
-    proc = kdcal("run", "--profile", "smoke", "--out", str(smoke_copy))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rerun_log = (smoke_copy / "log.txt").read_text()[len(log_before):]
+def test_rerun_skips_finished_runs_and_reproduces_the_table(smoke_rerun, smoke_study):
+    """`kdcal run` again on the finished smoke study (conftest's shared ``smoke_rerun``)."""
+    study, rerun = smoke_rerun
+    assert rerun["returncode"] == 0, rerun["stderr"]
+    rerun_log = (study / "log.txt").read_text()[rerun["log_before"]:]
     assert "done, skipped" in rerun_log and "epoch 1/" not in rerun_log
-    assert (smoke_copy / "results.csv").read_bytes() == before
+    assert (study / "results.csv").read_bytes() == (smoke_study / "results.csv").read_bytes()
 
 
 @pytest.mark.parametrize("args,needle", [
