@@ -108,17 +108,16 @@ def smoke_rerun(smoke_study, tmp_path_factory):
     """The finished smoke study run again by `kdcal run`, over the stale lock of a dead process:
     one rerun read by the rerun test (nothing retrained, the same table) and the stale-lock test
     (the lock taken over), each of which used to pay for its own. Its ``rerun.json`` holds the
-    exit code, the end of stderr and the length of the log before the rerun."""
+    exit code and the end of stderr."""
     def build(home):
         study = home / "study"
         shutil.copytree(smoke_study, study)
         dead = subprocess.Popen(["true"])
         dead.wait()  # its pid is now free: the lock's holder is gone
         (study / ".lock").write_text(f"pid {dead.pid} on {socket.gethostname()}")
-        log_before = len((study / "log.txt").read_text())
         proc = kdcal("run", "--profile", "smoke", "--out", str(study))
         (home / "rerun.json").write_text(json.dumps(
-            {"returncode": proc.returncode, "stderr": proc.stderr[-3000:], "log_before": log_before}))
+            {"returncode": proc.returncode, "stderr": proc.stderr[-3000:]}))
 
     home = built_once(tmp_path_factory, "smoke-rerun", build)
     return home / "study", json.loads((home / "rerun.json").read_text())
